@@ -30,7 +30,14 @@ _EXPORTS = {
     "Prediction": "segapp.segmenter",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [  # noqa: RUF022 - grouped as _EXPORTS
+    "read_image", "ScanImage", "InvalidImageError",
+    "LABELS", "NUM_LABELS", "ID2LABEL", "LABEL2ID",
+    "ProcessingConfig", "preprocess", "postprocess",
+    "load_model", "save_model", "LoadedModel", "ModelLoadError",
+    "Segmenter", "Prediction",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.image_io import InvalidImageError, ScanImage, read_image

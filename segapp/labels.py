@@ -44,6 +44,6 @@ ID2LABEL: dict[int, str] = {label.id: label.name for label in LABELS}
 LABEL2ID: dict[str, int] = {label.name: label.id for label in LABELS}
 
 
-def palette() -> "list[tuple[int, int, int]]":
+def palette() -> list[tuple[int, int, int]]:
     """Colours indexed by class id (background black)."""
     return [label.color for label in LABELS]

@@ -39,7 +39,7 @@ class ProcessingConfig:
     image_std: tuple[float, float, float] = IMAGENET_STD
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ProcessingConfig":
+    def from_dict(cls, data: dict) -> ProcessingConfig:
         """Read a ``SegformerImageProcessor``-style dict (``size`` as {height, width} or an int)."""
         size = data.get("size", {"height": cls.height, "width": cls.width})
         if isinstance(size, int):
@@ -57,7 +57,7 @@ class ProcessingConfig:
         return cls(height=height, width=width, image_mean=mean, image_std=std)  # type: ignore[arg-type]
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "ProcessingConfig":
+    def from_folder(cls, folder: str | Path) -> ProcessingConfig:
         """Read ``preprocessor_config.json`` from a model folder; defaults when it is absent."""
         path = Path(folder) / PREPROCESSOR_FILE
         if not path.is_file():

@@ -18,3 +18,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+TINY = {
+    "hidden_sizes": [16, 32, 40, 64],
+    "depths": [1, 1, 1, 1],
+    "decoder_hidden_size": 32,
+    "num_attention_heads": [1, 2, 5, 8],
+}
+
+
+def make_tiny_model(num_labels: int = 4, seed: int = 0):
+    """A SegFormer with the B0 layout but a few thousand parameters, random weights."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    torch.manual_seed(seed)
+    return SegformerForSemanticSegmentation(SegformerConfig(num_labels=num_labels, **TINY)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A complete saved model folder (config, safetensors, preprocessor config, card) of a tiny model."""
+    from segapp.modeling import save_model
+    from segapp.processing import ProcessingConfig
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    save_model(make_tiny_model(), folder, processing=ProcessingConfig(height=64, width=64), data="random")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tiny_model_dir):
+    from segapp.segmenter import Segmenter
+
+    return Segmenter.from_pretrained(tiny_model_dir, device="cpu")

@@ -1,0 +1,97 @@
+"""Pictures of a prediction: colour masks, overlays on the slice, confidence heat maps.
+
+All functions take and return numpy arrays: (H, W) uint8 grayscale slices, (H, W) uint8
+class-id masks, and produce (H, W, 3) uint8 RGB images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from segapp.labels import FOREGROUND, LABELS, NUM_LABELS
+
+_PALETTE = np.array([label.color for label in LABELS], dtype=np.uint8)  # (C, 3)
+
+# Perceptually ordered, colour-blind-safe ramp (viridis key colours): low confidence dark
+# purple, high confidence yellow. Interpolated linearly between the stops.
+_VIRIDIS_STOPS = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32
+)
+
+
+def _visible_ids(visible: Iterable[int | str] | None) -> np.ndarray:
+    """Class ids to draw: ids or names; None means every foreground class."""
+    if visible is None:
+        return np.array([label.id for label in FOREGROUND])
+    by_name = {label.name: label.id for label in LABELS}
+    ids = [by_name[v] if isinstance(v, str) else int(v) for v in visible]
+    return np.array([i for i in ids if 0 < i < NUM_LABELS], dtype=np.int64)
+
+
+def color_mask(mask: np.ndarray, visible: Iterable[int | str] | None = None) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8, each visible class in its colour, the rest black."""
+    keep = np.isin(mask, _visible_ids(visible))
+    out = _PALETTE[np.clip(mask, 0, NUM_LABELS - 1)]
+    out[~keep] = 0
+    return out
+
+
+def overlay(
+    gray: np.ndarray,
+    mask: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    visible: Iterable[int | str] | None = None,
+    outline: bool = True,
+) -> np.ndarray:
+    """Blend the class colours onto the grayscale slice.
+
+    Args:
+        gray: (H, W) uint8 slice.
+        mask: (H, W) class ids, same size.
+        opacity: 0 (slice only) .. 1 (solid colour) for the filled regions.
+        visible: Class ids or names to draw; None draws every organ.
+        outline: Draw each region's border in full colour, so outlines stay readable at low opacity.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    if gray.shape != mask.shape:
+        raise ValueError(f"slice {gray.shape} and mask {mask.shape} differ in size")
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    base = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    colours = _PALETTE[np.clip(mask, 0, NUM_LABELS - 1)].astype(np.float32)
+    keep = np.isin(mask, _visible_ids(visible))
+    out = base.copy()
+    out[keep] = (1 - opacity) * base[keep] + opacity * colours[keep]
+    if outline:
+        edge = keep & _boundary(mask)
+        out[edge] = colours[edge]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose 4-neighbourhood holds another class (the border of each region)."""
+    edge = np.zeros(mask.shape, dtype=bool)
+    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
+    edge[:-1, :] |= mask[:-1, :] != mask[1:, :]
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+    return edge
+
+
+def confidence_map(confidence: np.ndarray) -> np.ndarray:
+    """(H, W) float in [0, 1] -> (H, W, 3) uint8 heat map (viridis ramp, 1 = yellow)."""
+    scaled = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0) * (len(_VIRIDIS_STOPS) - 1)
+    low = np.floor(scaled).astype(np.int64)
+    high = np.minimum(low + 1, len(_VIRIDIS_STOPS) - 1)
+    t = (scaled - low)[..., None]
+    rgb = (1 - t) * _VIRIDIS_STOPS[low] + t * _VIRIDIS_STOPS[high]
+    return (rgb + 0.5).astype(np.uint8)
+
+
+def legend() -> list[dict[str, str | int]]:
+    """One entry per class: ``{"id", "name", "display", "color"}`` (hex colour)."""
+    return [{"id": lab.id, "name": lab.name, "display": lab.display, "color": lab.hex} for lab in LABELS]

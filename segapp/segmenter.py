@@ -1,0 +1,263 @@
+"""The inference service: load once, warm up, segment slices from any thread.
+
+Typical use::
+
+    segmenter = Segmenter.from_pretrained("assets/model")      # CUDA, else MPS, else CPU
+    prediction = segmenter.predict("case1_day2_slice_0060_266_266_1.50_1.50.png")
+    prediction.mask          # (H, W) uint8 class ids at the slice's own size
+    prediction.stats["stomach"].area_mm2
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from segapp.image_io import ScanImage, read_image
+from segapp.labels import LABELS
+from segapp.modeling import LoadedModel, load_model, model_summary
+from segapp.processing import postprocess, preprocess
+
+ImageSource = ScanImage | str | os.PathLike | bytes | np.ndarray | Any
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """Per-class figures of one prediction.
+
+    Attributes:
+        pixels: Number of pixels assigned to the class.
+        fraction: ``pixels`` / all pixels of the slice, 0..1.
+        area_mm2: ``pixels`` x row spacing x column spacing; None when the spacing is unknown.
+        mean_confidence: Mean winning-class probability over those pixels, 0..1; None for 0 pixels.
+    """
+
+    pixels: int
+    fraction: float
+    area_mm2: float | None
+    mean_confidence: float | None
+
+
+@dataclass
+class Prediction:
+    """The result of segmenting one slice.
+
+    Attributes:
+        mask: (H, W) uint8 class ids (0..3) at the input's size.
+        confidence: (H, W) float32 in [0, 1], the probability of the chosen class.
+        stats: Class name -> :class:`ClassStats`, every label including background.
+        timings_ms: ``preprocess``, ``model``, ``postprocess`` wall times in milliseconds.
+        device: Where the model ran (``cpu``, ``cuda:0`` ...).
+        image: The slice that was segmented (grayscale, spacing, name).
+    """
+
+    mask: np.ndarray
+    confidence: np.ndarray
+    stats: dict[str, ClassStats]
+    timings_ms: dict[str, float]
+    device: str
+    image: ScanImage
+
+    @property
+    def spacing_mm(self) -> tuple[float, float] | None:
+        return self.image.spacing_mm
+
+    def stats_dict(self) -> dict[str, Any]:
+        """JSON-ready statistics: per-class figures plus size, spacing, timings and device."""
+        return {
+            "height": int(self.mask.shape[0]),
+            "width": int(self.mask.shape[1]),
+            "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "classes": {name: asdict(s) for name, s in self.stats.items()},
+            "timings_ms": dict(self.timings_ms),
+            "device": self.device,
+        }
+
+
+def class_stats(
+    mask: np.ndarray, confidence: np.ndarray, spacing_mm: tuple[float, float] | None
+) -> dict[str, ClassStats]:
+    """Per-class pixel counts, share, area and mean confidence of a class-id mask.
+
+    Args:
+        mask: (H, W) uint8 class ids.
+        confidence: (H, W) float in [0, 1].
+        spacing_mm: (row, column) pixel spacing in mm, or None.
+    """
+    total = mask.size
+    ids = mask.ravel().astype(np.int64)
+    counts = np.bincount(ids, minlength=len(LABELS))
+    conf_sums = np.bincount(ids, weights=confidence.ravel().astype(np.float64), minlength=len(LABELS))
+    pixel_area = spacing_mm[0] * spacing_mm[1] if spacing_mm else None
+    stats = {}
+    for label in LABELS:
+        n = int(counts[label.id])
+        stats[label.name] = ClassStats(
+            pixels=n,
+            fraction=n / total if total else 0.0,
+            area_mm2=n * pixel_area if pixel_area is not None else None,
+            mean_confidence=float(conf_sums[label.id] / n) if n else None,
+        )
+    return stats
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else Apple MPS, else CPU; anything else as given."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Segmenter:
+    """A loaded SegFormer ready to segment slices; create once and share.
+
+    Calls from several threads are safe: the model step is serialised by a lock
+    (one device, one stream), while reading and post-processing run in the callers'
+    threads.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str | torch.device = "auto",
+        max_batch_size: int = 16,
+        warmup: bool = True,
+    ) -> None:
+        """Wrap a loaded model.
+
+        Args:
+            loaded: From :func:`segapp.modeling.load_model`.
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+            max_batch_size: Largest batch :meth:`predict_batch` sends to the model at once.
+            warmup: Run one forward pass now, so the first request is not the slow one.
+        """
+        self.device = pick_device(device)
+        self.loaded = loaded
+        self.model = loaded.model.to(self.device).eval()  # one move; no-op when already there
+        self.processing = loaded.processing
+        self.max_batch_size = max(1, int(max_batch_size))
+        self._lock = threading.Lock()
+        self.load_seconds = 0.0
+        self.warmup_seconds = 0.0
+        if warmup:
+            start = time.perf_counter()
+            probe = np.tile(np.arange(self.processing.width, dtype=np.uint8), (self.processing.height, 1))
+            self._forward([probe])
+            self.warmup_seconds = time.perf_counter() - start
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "auto",
+        max_batch_size: int = 16,
+        warmup: bool = True,
+    ) -> Segmenter:
+        """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
+
+        Records ``load_seconds`` and ``warmup_seconds``.
+        """
+        target = pick_device(device)
+        start = time.perf_counter()
+        loaded = load_model(source, device=target)
+        load_seconds = time.perf_counter() - start
+        segmenter = cls(loaded, device=target, max_batch_size=max_batch_size, warmup=warmup)
+        segmenter.load_seconds = load_seconds
+        return segmenter
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def _forward(self, pixels: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+        """Grayscale uint8 slices -> (masks, confidences, timings). The core of every prediction."""
+        timings: dict[str, float] = {}
+        sizes = [tuple(p.shape) for p in pixels]
+        with self._lock:
+            start = time.perf_counter()
+            pixel_values = preprocess(pixels, self.processing, self.device)  # (B, 3, h, w)
+            self._sync()
+            timings["preprocess"] = (time.perf_counter() - start) * 1000
+            start = time.perf_counter()
+            with self._autocast():
+                logits = self.model(pixel_values=pixel_values).logits  # (B, C, h/4, w/4)
+            self._sync()
+            timings["model"] = (time.perf_counter() - start) * 1000
+            start = time.perf_counter()
+            masks, confidence = postprocess(logits, sizes)
+            masks_np = [m.cpu().numpy() for m in masks]
+            conf_np = [c.cpu().numpy() for c in confidence]
+            timings["postprocess"] = (time.perf_counter() - start) * 1000
+        return masks_np, conf_np, timings
+
+    def _sync(self) -> None:
+        # Honest per-step timings need the device to finish; the result is needed right after anyway.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def _as_scan(image: ImageSource) -> ScanImage:
+        return image if isinstance(image, ScanImage) else read_image(image)
+
+    def predict(self, image: ImageSource) -> Prediction:
+        """Segment one slice.
+
+        Args:
+            image: A :class:`ScanImage`, or anything :func:`segapp.read_image` reads.
+
+        Returns:
+            The :class:`Prediction` at the slice's own size.
+
+        Raises:
+            segapp.InvalidImageError: the input is not a usable image.
+        """
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageSource]) -> list[Prediction]:
+        """Segment many slices, ``max_batch_size`` at a time; sizes may differ.
+
+        Timings of each prediction are those of the batch it ran in.
+        """
+        scans = [self._as_scan(image) for image in images]
+        predictions: list[Prediction] = []
+        for chunk in _chunks(scans, self.max_batch_size):
+            masks, confidences, timings = self._forward([scan.pixels for scan in chunk])
+            for scan, mask, conf in zip(chunk, masks, confidences):
+                stats = class_stats(mask, conf, scan.spacing_mm)
+                predictions.append(Prediction(mask, conf, stats, dict(timings), str(self.device), scan))
+        return predictions
+
+    def describe(self) -> dict[str, Any]:
+        """Model, device and start-up figures for pages and logs."""
+        info = model_summary(self.loaded)
+        info.update(
+            device=str(self.device),
+            load_seconds=round(self.load_seconds, 3),
+            warmup_seconds=round(self.warmup_seconds, 3),
+        )
+        return info
+
+
+def _chunks(items: Sequence[ScanImage], size: int) -> Iterator[Sequence[ScanImage]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+__all__ = ["ClassStats", "Prediction", "Segmenter", "class_stats", "pick_device"]
