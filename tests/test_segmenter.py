@@ -1,0 +1,113 @@
+"""The inference service on a tiny random model: shapes, ranges, stats, threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from segapp.image_io import InvalidImageError, read_image
+from segapp.processing import postprocess, preprocess
+from segapp.segmenter import Segmenter, class_stats, pick_device
+
+
+def _slice(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    body = ((yy - h / 2) / (0.4 * h)) ** 2 + ((xx - w / 2) / (0.45 * w)) ** 2 < 1
+    return (body * 120 + rng.integers(0, 40, (h, w))).astype(np.uint8)
+
+
+def test_predict_shapes_ranges_and_stats(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
+    path = tmp_path / "case7_day1_slice_0042_360_310_1.50_1.63.png"
+    Image.fromarray(_slice(310, 360)).save(path)
+    prediction = tiny_segmenter.predict(path)
+    assert prediction.mask.shape == (310, 360) and prediction.mask.dtype == np.uint8
+    assert prediction.mask.max() <= 3
+    assert prediction.confidence.dtype == np.float32
+    assert prediction.confidence.min() >= 0.25 - 1e-6 and prediction.confidence.max() <= 1.0
+    assert prediction.spacing_mm == (1.63, 1.50)
+    total = sum(s.pixels for s in prediction.stats.values())
+    assert total == 310 * 360
+    assert set(prediction.timings_ms) == {"preprocess", "model", "postprocess"}
+    assert prediction.device == "cpu"
+    assert prediction.stats_dict()["classes"]["stomach"]["pixels"] == prediction.stats["stomach"].pixels
+
+
+def test_predict_is_the_shared_pipeline(tiny_segmenter: Segmenter) -> None:
+    image = _slice(266, 266)
+    with torch.inference_mode():
+        logits = tiny_segmenter.model(pixel_values=preprocess([image], tiny_segmenter.processing)).logits
+    masks, conf = postprocess(logits, [(266, 266)])
+    prediction = tiny_segmenter.predict(image)
+    assert np.array_equal(prediction.mask, masks[0].numpy())
+    assert np.allclose(prediction.confidence, conf[0].numpy(), atol=1e-6)
+
+
+def test_class_stats_against_hand_computed_values() -> None:
+    mask = np.zeros((4, 5), np.uint8)
+    mask[0, :2] = 1  # 2 px stomach
+    mask[1:3, 0:3] = 3  # 6 px large bowel
+    conf = np.full((4, 5), 0.5, np.float32)
+    conf[0, 0] = 1.0
+    stats = class_stats(mask, conf, (1.5, 2.0))
+    assert stats["stomach"].pixels == 2
+    assert stats["stomach"].fraction == pytest.approx(2 / 20)
+    assert stats["stomach"].area_mm2 == pytest.approx(2 * 3.0)
+    assert stats["stomach"].mean_confidence == pytest.approx(0.75)
+    assert stats["large_bowel"].area_mm2 == pytest.approx(18.0)
+    assert stats["small_bowel"].pixels == 0 and stats["small_bowel"].mean_confidence is None
+    assert class_stats(mask, conf, None)["stomach"].area_mm2 is None
+
+
+def test_batch_matches_single_and_mixed_sizes(tiny_segmenter: Segmenter) -> None:
+    images = [_slice(266, 266, 1), _slice(310, 360, 2), _slice(234, 234, 3)]
+    batch = tiny_segmenter.predict_batch(images)
+    for image, prediction in zip(images, batch):
+        single = tiny_segmenter.predict(image)
+        assert prediction.mask.shape == image.shape
+        # Batched and single runs may differ in the last float bits: compare confidences loosely.
+        assert np.mean(prediction.mask == single.mask) > 0.999
+        assert np.allclose(prediction.confidence, single.confidence, atol=1e-4)
+
+
+def test_thread_safety_same_results(tiny_segmenter: Segmenter) -> None:
+    images = [_slice(266, 266, s) for s in range(6)]
+    expected = [tiny_segmenter.predict(im).mask for im in images]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda im: tiny_segmenter.predict(im).mask, images * 3))
+    for index, mask in enumerate(results):
+        assert np.array_equal(mask, expected[index % 6])
+
+
+def test_bad_input_raises_invalid_image(tiny_segmenter: Segmenter) -> None:
+    with pytest.raises(InvalidImageError):
+        tiny_segmenter.predict(b"<html>not an image</html>")
+
+
+def test_from_pretrained_records_timings_and_describes(tiny_model_dir: Path) -> None:
+    segmenter = Segmenter.from_pretrained(tiny_model_dir, device="cpu")
+    assert segmenter.load_seconds > 0 and segmenter.warmup_seconds > 0
+    info = segmenter.describe()
+    assert info["device"] == "cpu" and info["input_size"] == [64, 64] and info["kind"] == "folder"
+    assert not segmenter.model.training
+
+
+def test_pick_device() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected:
+        assert pick_device("auto").type == "cuda"
+
+
+def test_read_image_and_predict_agree_for_16_bit(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
+    raw = (_slice(266, 266).astype(np.uint16) * 97 + 100).astype(np.uint16)
+    path = tmp_path / "slice_0001_266_266_1.50_1.50.png"
+    Image.fromarray(raw).save(path)
+    scan = read_image(path)
+    assert scan.bit_depth == 16
+    assert np.array_equal(tiny_segmenter.predict(path).mask, tiny_segmenter.predict(scan).mask)
