@@ -340,6 +340,9 @@ def load_model(
             "(python -m segapp.train --base ...), which puts a new 4-class head on them."
         )
     model.config.id2label, model.config.label2id = dict(ID2LABEL), dict(LABEL2ID)
+    for param in model.parameters():
+        # Renamed legacy weights can arrive with permuted strides; DDP and kernels want dense ones.
+        param.data = param.data.contiguous()
     model.eval().to(device)
     return LoadedModel(model, processing, text, kind, variant_name(model.config), card)
 

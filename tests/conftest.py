@@ -53,3 +53,13 @@ def tiny_segmenter(tiny_model_dir):
     from segapp.segmenter import Segmenter
 
     return Segmenter.from_pretrained(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def phantom_data(tmp_path_factory: pytest.TempPathFactory):
+    """A small notebook-layout data set from the phantom generator (12 train, 4 valid slices)."""
+    from segapp.phantom import generate_dataset
+
+    folder = tmp_path_factory.mktemp("phantom")
+    generate_dataset(folder, train=12, valid=4, seed=5, progress=False)
+    return folder
