@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda, cuda:1, mps")
     seed: int = _opt(42, "random seed (shuffling, augmentation, new head)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit; for smoke runs)")
+    max_minutes: float = _opt(0.0, "stop (validating and saving first) after this many minutes of training (0: no limit)")
     valid_every: int = _opt(1, "validate every N epochs (and at the end)")
     early_stop: int = _opt(0, "stop after N validations without improvement (0: off)")
     log_every: int = _opt(50, "write a metrics line every N optimizer steps")
@@ -84,7 +85,7 @@ class TrainConfig:
 
 
 # Options a resumed run may change; the rest must match the saved run.
-RESUMABLE = {"epochs", "max_steps", "valid_every", "early_stop", "log_every", "checkpoint_every",
+RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
              "progress", "resume", "device", "valid_batch_size", "data_on_device"}
 
 
@@ -225,6 +226,9 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     if not config.data or not config.out:
         raise TrainingError("Both --data and --out are required.")
     dist, device = setup_distributed(config.device)
+    if config.max_minutes and dist.world > 1:
+        # Processes would stop at different steps and wait on each other forever.
+        raise TrainingError("--max-minutes works in a single process; under torchrun use --max-steps.")
     out = Path(config.out)
     data_dir = Path(config.data)
     amp_dtype = resolve_precision(config.precision, device)
@@ -381,7 +385,9 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                         bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_last()
-                if step >= total_steps:
+                if step >= total_steps or (
+                    config.max_minutes and time.perf_counter() - started > 60 * config.max_minutes
+                ):
                     done = True
                     break
             if bar is not None:

@@ -1,0 +1,169 @@
+"""Training throughput: segapp's data path + step vs a plain per-sample DataLoader pipeline.
+
+``python -m segapp.bench.training --data DIR [--device auto] [--steps 300] [--json FILE]``
+
+Both sides use the same model (SegFormer-B0 from scratch), loss, optimizer, batch size,
+gradient accumulation and precision. "segapp" is :func:`segapp.train.train` itself (data
+decoded once, kept on the device, augmented there in batches). "plain" is what a notebook
+typically does: a ``Dataset`` that opens, resizes and augments one PNG at a time on the CPU
+with PIL, in a ``DataLoader`` with ``num_workers=0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from segapp.data import find_pairs
+from segapp.modeling import load_model
+from segapp.processing import ProcessingConfig
+from segapp.segmenter import pick_device
+from segapp.train import TrainConfig, resolve_precision, segmentation_loss, train
+
+
+class PlainDataset(torch.utils.data.Dataset):
+    """Per-sample decoding and augmentation on the CPU, as in the notebook."""
+
+    def __init__(self, split_dir: Path, config: ProcessingConfig) -> None:
+        self.pairs = find_pairs(split_dir)
+        self.config = config
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self.pairs[index]
+        size = (self.config.width, self.config.height)
+        image = Image.open(pair.image).convert("L").resize(size, Image.BILINEAR)
+        mask = Image.open(pair.mask).resize(size, Image.NEAREST)
+        angle, scale = random.uniform(-15, 15), random.uniform(0.9, 1.1)
+        shift = (random.uniform(-17, 17), random.uniform(-17, 17))
+        image = image.rotate(angle, Image.BILINEAR, translate=shift)
+        mask = mask.rotate(angle, Image.NEAREST, translate=shift)
+        if scale != 1:  # zoom about the centre, crop/pad back to size
+            zoomed = (round(size[0] * scale), round(size[1] * scale))
+            image, mask = image.resize(zoomed, Image.BILINEAR), mask.resize(zoomed, Image.NEAREST)
+            left, top = (zoomed[0] - size[0]) // 2, (zoomed[1] - size[1]) // 2
+            box = (left, top, left + size[0], top + size[1])
+            image, mask = image.crop(box), mask.crop(box)
+        x = np.asarray(image, dtype=np.float32) / 255.0
+        x = np.clip((x - x.mean()) * random.uniform(0.8, 1.2) + x.mean() + random.uniform(-0.1, 0.1), 0, 1)
+        x = x ** random.uniform(0.7, 1.5)
+        mean = np.array(self.config.image_mean, np.float32)[:, None, None]
+        std = np.array(self.config.image_std, np.float32)[:, None, None]
+        pixel_values = (np.repeat(x[None], 3, 0) - mean) / std
+        return torch.from_numpy(pixel_values), torch.from_numpy(np.asarray(mask, dtype=np.int64))
+
+
+def bench_plain(data: Path, *, device: torch.device, steps: int, batch_size: int, grad_accum: int,
+                precision: str, image_size: int) -> dict[str, Any]:
+    """Images/s of the plain pipeline for ``steps`` optimizer steps (after 2 warm-up steps)."""
+    config = ProcessingConfig(image_size, image_size)
+    loader = torch.utils.data.DataLoader(
+        PlainDataset(data / "train", config), batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True
+    )
+    model = load_model("scratch", device=device).model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-4)
+    amp = resolve_precision(precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    done, micro, images, start = 0, 0, 0, None
+    while done < steps + 2:
+        for pixel_values, labels in loader:
+            pixel_values, labels = pixel_values.to(device), labels.to(device)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                logits = model(pixel_values=pixel_values).logits
+            scaler.scale(segmentation_loss(logits, labels) / grad_accum).backward()
+            micro += 1
+            if start is not None:
+                images += len(labels)
+            if micro % grad_accum:
+                continue
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            print(f"\rplain: step {done}", end="", file=sys.stderr)
+            done += 1
+            if done == 2:  # warm-up over: start the clock
+                _sync(device)
+                start = time.perf_counter()
+            if done >= steps + 2:
+                break
+    _sync(device)
+    print(file=sys.stderr)
+    return {"images_per_s": images / (time.perf_counter() - start), "steps": steps}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, plain_steps: int = 30,
+                   batch_size: int = 6, grad_accum: int = 2, precision: str = "fp16",
+                   image_size: int = 288) -> dict[str, Any]:
+    """Run both pipelines; returns images/s of each, their ratio and (CUDA) peak memory."""
+    data = Path(data)
+    target = pick_device(device)
+    with tempfile.TemporaryDirectory(prefix="segapp-bench-") as out:
+        config = TrainConfig(
+            data=str(data), out=out, base="scratch", image_size=image_size, batch_size=batch_size,
+            grad_accum=grad_accum, precision=precision, device=str(target), max_steps=steps,
+            epochs=10**6, valid_every=10**6, hausdorff=False, progress=False, log_every=10**9,
+        )
+        ours = train(config)
+    plain = bench_plain(data, device=target, steps=plain_steps, batch_size=batch_size, grad_accum=grad_accum,
+                        precision=precision, image_size=image_size)
+    result = {
+        "device": str(target),
+        "device_name": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+        "batch_size": batch_size, "grad_accum": grad_accum, "image_size": image_size,
+        "precision": ours["precision"],
+        "segapp_images_per_s": ours["train_images_per_s"],
+        "plain_images_per_s": plain["images_per_s"],
+        "ratio": ours["train_images_per_s"] / plain["images_per_s"],
+        "peak_gpu_memory_mib": ours["peak_gpu_memory_mib"],
+        "segapp_steps": steps, "plain_steps": plain_steps,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m segapp.bench.training", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="data folder (notebook layout), e.g. from segapp.phantom")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps for segapp's path")
+    parser.add_argument("--plain-steps", type=int, default=30, help="optimizer steps for the plain pipeline")
+    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--grad-accum", type=int, default=2)
+    parser.add_argument("--precision", default="fp16", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--image-size", type=int, default=288)
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args(argv)
+    result = bench_training(args.data, device=args.device, steps=args.steps, plain_steps=args.plain_steps,
+                            batch_size=args.batch_size, grad_accum=args.grad_accum, precision=args.precision,
+                            image_size=args.image_size)
+    peak = result["peak_gpu_memory_mib"]
+    print(f"training at batch {args.batch_size} x {args.grad_accum}, {args.image_size}px, {result['precision']} "
+          f"on {result['device_name']}:")
+    print(f"  segapp  {result['segapp_images_per_s']:9.1f} images/s")
+    print(f"  plain   {result['plain_images_per_s']:9.1f} images/s   (per-sample DataLoader, num_workers=0)")
+    print(f"  ratio   {result['ratio']:9.2f} x" + (f"   peak GPU memory {peak:.0f} MiB" if peak else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
