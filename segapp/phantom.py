@@ -68,7 +68,7 @@ _SPAN_MM = SLICES_PER_SCAN * SLICE_THICKNESS_MM
 # Data types
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
 class Chain:
     """A tube or sac as a chain of overlapping spheres along a 3D path.
 
@@ -88,7 +88,7 @@ class Chain:
         return float((z - self.radii).min()), float((z + self.radii).max())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
 class PhantomCase:
     """One synthetic patient-day: a 3D anatomy plus scanner settings (lengths in mm).
 
@@ -135,7 +135,7 @@ class PhantomCase:
         return {name: getattr(self, name).z_range() for name in ORGANS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
 class PhantomSlice:
     """One rendered slice.
 
@@ -244,6 +244,16 @@ def _erode(mask: np.ndarray) -> np.ndarray:
     out[:, :-1] &= mask[:, 1:]
     out[[0, -1]] = False
     out[:, [0, -1]] = False
+    return out
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 4-neighbourhood."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
     return out
 
 
@@ -1005,6 +1015,11 @@ def render_slice(case: PhantomCase, z_index: int, rng: np.random.Generator) -> P
             if organ.any():
                 region[box] = organ
                 _paint_organ(c, name, box, organ, cut, case)
+                # A thin fat plane separates the organ from the liver, spleen or fat around it
+                # (not from an organ drawn before): it shows as a bright line with dark ink.
+                plane = _dilate(organ) & ~organ & allowed[box] & (mask[box] == 0)
+                c.img[box][plane] = lv["visceral"]
+                c.fat[box][plane] = 1.0
         mask[region] = LABEL2ID[name]
         drawn[name] = region
 
