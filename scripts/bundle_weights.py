@@ -55,10 +55,13 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=6e-4)
     parser.add_argument("--workers", type=int, default=8, help="phantom generation processes")
     parser.add_argument("--max-epochs", type=int, default=300)
+    parser.add_argument("--base", default="scratch", help="starting weights (e.g. a previous run's best/)")
+    parser.add_argument("--epochs", type=int, default=0, help="fixed epoch count instead of the time probe")
+    parser.add_argument("--run-name", default="run")
     args = parser.parse_args()
 
     work = Path(args.work)
-    data, eval_data, run = work / "phantom", work / "phantom-eval", work / "run"
+    data, eval_data, run = work / "phantom", work / "phantom-eval", work / args.run_name
     t0 = time.perf_counter()
     # Data
     if not data.exists():
@@ -67,12 +70,15 @@ def main() -> int:
         generate_dataset(eval_data, train=0, valid=args.eval, seed=2, workers=args.workers, progress=False)
     print(f"phantoms ready in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    base = dict(data=str(data), base="scratch", batch_size=args.batch_size, grad_accum=1, lr=args.lr,
+    base = dict(data=str(data), base=args.base, batch_size=args.batch_size, grad_accum=1, lr=args.lr,
                 hausdorff=False, progress=False, log_every=50)
     # Throughput probe: choose the epoch count that fits the time budget.
-    probe = train(TrainConfig(out=str(work / "probe"), max_steps=60, epochs=1000, valid_every=1000, **base))
-    rate = probe["train_images_per_s"]
-    epochs = max(1, min(args.max_epochs, math.floor(args.minutes * 60 * rate / args.train)))
+    rate = 0.0
+    epochs = args.epochs
+    if not epochs:
+        probe = train(TrainConfig(out=str(work / "probe"), max_steps=60, epochs=1000, valid_every=1000, **base))
+        rate = probe["train_images_per_s"]
+        epochs = max(1, min(args.max_epochs, math.floor(args.minutes * 60 * rate / args.train)))
     print(f"probe: {rate:.0f} images/s -> {epochs} epochs", flush=True)
 
     # Train!

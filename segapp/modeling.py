@@ -480,6 +480,7 @@ def save_model(
         if extra is not None:
             extra(tmp)
         _fsync_tree(tmp)
+        _publish_permissions(tmp)
         previous = target.with_name(target.name + ".previous")
         if previous.exists():
             shutil.rmtree(previous)
@@ -492,6 +493,16 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _publish_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; give it the permissions a normal mkdir would
+    have, so a server running as another user (e.g. a container's uid 1000) can read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -157,3 +157,13 @@ def test_model_card_has_metrics_and_command(tmp_path: Path) -> None:
     assert "python -m segapp.train --x" in card
     assert "| stomach | 0.9100 |" in card
     assert "mean_foreground_dice: 0.9000" in card
+
+
+def test_saved_folder_is_readable_by_others(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = save_model(make_tiny_model(), tmp_path / "shared")
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in folder.iterdir())
