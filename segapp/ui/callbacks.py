@@ -1,0 +1,569 @@
+"""What the page's buttons do, as plain functions over the Segmenter (testable without a browser).
+
+The page wires these to Gradio events; they take and return plain values (file paths,
+numbers, numpy images, HTML strings), raise :class:`gradio.Error` with a message for the
+person at the screen, and never log file names, which can carry patient ids.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import gradio as gr
+import numpy as np
+
+from segapp import __version__
+from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.labels import FOREGROUND, LABELS
+from segapp.render import color_mask, confidence_map, overlay
+
+if TYPE_CHECKING:  # torch stays unimported until a model is needed
+    from segapp.segmenter import Prediction, Segmenter
+
+log = logging.getLogger(__name__)
+
+# An MRI slice is a few hundred pixels a side; this bounds memory per request and per session.
+APP_MAX_PIXELS = 4096 * 4096
+# Accepted example files, in the order read_image lists its formats.
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+MAX_SPACING_MM = 50.0  # beyond any MRI pixel; a typo such as "15" for "1.5" still passes
+OUTPUT_PREFIX = "segapp-"
+
+
+@dataclass(frozen=True, eq=False)
+class ViewState:
+    """What re-rendering needs from the last prediction, kept per browser session.
+
+    Attributes:
+        gray: (H, W) uint8 slice as segmented.
+        mask: (H, W) uint8 class ids.
+    """
+
+    gray: np.ndarray
+    mask: np.ndarray
+
+
+class SegmentOutputs(NamedTuple):
+    """Everything one segmentation shows, in the order of the event's outputs (and of the API's).
+
+    ``mask_png``, ``overlay_png`` and ``stats_file`` are paths of files to download; ``stats``
+    is the same statistics as a dict. Images are (H, W, 3) uint8.
+    """
+
+    mask_png: str | None
+    stats: dict[str, Any] | None
+    overlay_png: str | None
+    stats_file: str | None
+    overlay: np.ndarray | None
+    mask_view: np.ndarray | None
+    confidence: np.ndarray | None
+    card: str
+    state: ViewState | None
+
+
+class RenderOutputs(NamedTuple):
+    """A re-render after an opacity or class-toggle change: the overlay (file and image), the mask view."""
+
+    overlay_png: str | None
+    overlay: np.ndarray | None
+    mask_view: np.ndarray | None
+
+
+def user_error(message: str) -> gr.Error:
+    """A :class:`gradio.Error` for the page: text escaped (Gradio renders it as HTML), not logged."""
+    return gr.Error(html.escape(message, quote=False), title="Cannot segment", print_exception=False)
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers
+
+
+_NUMBER = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)"
+_SPACING_RE = re.compile(rf"\s*{_NUMBER}(?:\s*[x×*]\s*{_NUMBER}|\s+{_NUMBER})?\s*(?:mm)?\s*", re.IGNORECASE)
+
+
+def parse_spacing_text(text: str | None) -> tuple[float, float] | None:
+    """Pixel spacing typed by the user -> (row, column) in mm; empty text -> None.
+
+    Accepts one number (square pixels) or two separated by ``x``, ``×`` or spaces, optionally
+    followed by ``mm``: ``"1.5"``, ``"1.5 x 1.6"``, ``"1.5 1.6 mm"``. A comma is a decimal
+    comma (``"1,5"`` is 1.5 mm), never a separator, so no European entry is misread.
+
+    Raises:
+        gradio.Error: Not one or two numbers in (0, 50] mm.
+    """
+    if text is None or not str(text).strip():
+        return None
+    match = _SPACING_RE.fullmatch(str(text).replace(",", "."))
+    values = [float(v) for v in match.groups() if v is not None] if match else []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(math.isfinite(v) and 0 < v <= MAX_SPACING_MM for v in values):
+        raise user_error(
+            f"Pixel spacing '{text}' is not understood. Enter one or two positive numbers in mm, "
+            "e.g. 1.5 or 1.5 x 1.5, or leave the field empty."
+        )
+    return values[0], values[1]
+
+
+def _fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def _fmt_area(area_mm2: float | None) -> str:
+    if area_mm2 is None:
+        return "—"
+    return f"{area_mm2:,.0f} mm²" if area_mm2 >= 100 else f"{area_mm2:.1f} mm²"
+
+
+def _fmt_share(fraction: float) -> str:
+    percent = fraction * 100
+    if percent == 0:
+        return "0 %"
+    return f"{percent:.1f} %" if percent >= 0.1 else "&lt;0.1 %"
+
+
+def _fmt_conf(confidence: float | None) -> str:
+    return "—" if confidence is None else f"{confidence * 100:.0f} %"
+
+
+def _fmt_spacing(spacing: tuple[float, float] | None) -> str:
+    if spacing is None:
+        return "spacing unknown"
+    row, col = spacing
+    return f"pixel {row:.2f} × {col:.2f} mm"
+
+
+def legend_html() -> str:
+    """Colour legend of every class, background included: a square and the display name each."""
+    items = "".join(
+        f'<span class="legend-item"><span class="swatch" style="background:{lab.hex}"></span>'
+        f"{html.escape(lab.display)}</span>"
+        for lab in LABELS
+    )
+    return f'<div class="legend" role="list" aria-label="Colour legend">{items}</div>'
+
+
+def empty_card_html() -> str:
+    """The statistics card before anything was segmented."""
+    return (
+        '<div class="stats-card stats-empty">'
+        '<div class="stats-title">Results</div>'
+        "<p>Upload an MRI slice (or click an example below) and press <b>Submit</b>. "
+        "Each organ's pixel count, share of the slice, area and the model's confidence appear here.</p>"
+        "</div>"
+    )
+
+
+def ready_card_html(scan: ScanImage, spacing_source: str | None) -> str:
+    """Card shown after an upload, before segmentation: what was read from the file."""
+    depth = f"{scan.bit_depth}-bit" if scan.bit_depth != 8 else "8-bit"
+    spacing = _fmt_spacing(scan.spacing_mm)
+    if spacing_source:
+        spacing += f" ({spacing_source})"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in scan.notes)
+    return (
+        '<div class="stats-card stats-empty">'
+        '<div class="stats-title">Ready to segment</div>'
+        f"<p>{scan.width} × {scan.height} px · {depth} · {html.escape(spacing)}. Press <b>Submit</b>.</p>"
+        + (f'<ul class="stats-notes">{notes}</ul>' if notes else "")
+        + "</div>"
+    )
+
+
+def stats_card_html(prediction: Prediction, *, spacing_source: str | None = None) -> str:
+    """The statistics card: per organ pixels, share, area (mm², when the spacing is known), confidence.
+
+    Args:
+        prediction: The result to describe.
+        spacing_source: Where the spacing came from (``"from the file name"``, ``"entered"``), shown
+            next to it.
+    """
+    rows = []
+    for label in LABELS:
+        s = prediction.stats[label.name]
+        muted = ' class="muted"' if label.id == 0 else ""
+        rows.append(
+            f"<tr{muted}><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
+            f"{html.escape(label.display)}</td>"
+            f"<td>{_fmt_int(s.pixels)}</td><td>{_fmt_share(s.fraction)}</td>"
+            f"<td>{_fmt_area(s.area_mm2)}</td><td>{_fmt_conf(s.mean_confidence)}</td></tr>"
+        )
+    scan = prediction.image
+    spacing = _fmt_spacing(prediction.spacing_mm)
+    if prediction.spacing_mm is not None and spacing_source:
+        spacing += f" ({spacing_source})"
+    total_ms = sum(prediction.timings_ms.values())
+    model_ms = prediction.timings_ms.get("model", 0.0)
+    hint = (
+        ""
+        if prediction.spacing_mm is not None
+        else "<p class='stats-hint'>Enter the pixel spacing to get areas in mm².</p>"
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in scan.notes)
+    return (
+        '<div class="stats-card">'
+        '<div class="stats-head"><span class="stats-title">Segmentation results</span>'
+        f'<span class="stats-meta">{scan.width} × {scan.height} px · {html.escape(spacing)}</span></div>'
+        '<table class="stats-table"><thead><tr><th>Organ</th><th>Pixels</th><th>Share</th>'
+        "<th>Area</th><th>Confidence</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + hint
+        + (f'<ul class="stats-notes">{notes}</ul>' if notes else "")
+        + '<div class="stats-foot">'
+        f"<span>Inference {total_ms:.0f} ms (model {model_ms:.0f} ms)</span>"
+        f"<span>Device {html.escape(prediction.device)}</span>"
+        f"<span>{scan.bit_depth}-bit input</span></div></div>"
+    )
+
+
+def stats_payload(prediction: Prediction, *, spacing_source: str | None = None) -> dict[str, Any]:
+    """The statistics JSON: :meth:`Prediction.stats_dict` plus input facts; never the file name."""
+    payload = prediction.stats_dict()
+    payload.update(
+        spacing_source=spacing_source if prediction.spacing_mm is not None else None,
+        bit_depth=prediction.image.bit_depth,
+        notes=list(prediction.image.notes),
+        labels={label.name: label.id for label in LABELS},
+        segapp_version=__version__,
+    )
+    return payload
+
+
+def visible_classes(selected: Iterable[str] | None) -> list[str]:
+    """Class toggles -> names of the organs to draw (unknown names dropped)."""
+    known = {label.name for label in FOREGROUND}
+    return [name for name in (selected or []) if name in known]
+
+
+def _strip_front_matter(card: str) -> str:
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            card = card[end + 4 :]
+    return card.strip()
+
+
+def _demote_headings(markdown: str, levels: int = 3) -> str:
+    # The card's own title must sit below the About section's headings.
+    return re.sub(
+        r"^(#{1,4}) ", lambda m: "#" * (len(m.group(1)) + levels) + " ", markdown, flags=re.MULTILINE
+    )
+
+
+def _shown_source(source: str) -> str:
+    # A local path would tell every visitor the server's folder layout; its last parts are enough.
+    path = Path(source)
+    return Path(*path.parts[-2:]).as_posix() if path.is_absolute() or path.exists() else source
+
+
+NOT_FOR_CLINICAL_USE = (
+    "**Not for clinical use.** This is a research demonstration, not a medical device. Its outlines "
+    "and areas must not be used for diagnosis, treatment planning or any other clinical decision."
+)
+
+
+def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | None = None) -> str:
+    """The "About" section: the model, the weights in use (from their card), the notice, own weights.
+
+    Args:
+        info: :meth:`Segmenter.describe` of the loaded model, or None when it is not loaded.
+        card: The weights' model card (markdown, front matter allowed), or None.
+        error: Why the model could not be loaded, if it could not.
+    """
+    parts = [
+        "### What this is",
+        "A SegFormer (a transformer for semantic segmentation) outlines the **stomach**, **small bowel** "
+        "and **large bowel** in axial abdominal MRI slices, as in the UW-Madison GI Tract data. Each pixel "
+        "gets a class and a confidence (the probability of that class). Areas in mm² need the pixel "
+        "spacing, read from competition-style file names (`..._266_266_1.50_1.50.png`) or typed in.",
+        "",
+        "> " + NOT_FOR_CLINICAL_USE,
+        "",
+        "### Weights in use",
+    ]
+    if info is not None:
+        parts += [
+            f"- Source: `{_shown_source(str(info.get('source', '?')))}` ({info.get('kind', '?')})",
+            f"- Model: SegFormer-{str(info.get('variant', '?')).upper()}, "
+            f"{int(info.get('parameters', 0)):,} parameters, input "
+            + " × ".join(str(v) for v in info.get("input_size", []))
+            + " px",
+            f"- Running on: `{info.get('device', '?')}`",
+        ]
+    elif error:
+        parts.append(f"The model could not be loaded: {html.escape(error, quote=False)}")
+    else:
+        parts.append("The model loads with the first segmentation.")
+    if card:
+        parts += ["", "### Model card", "", _demote_headings(_strip_front_matter(card))]
+    parts += [
+        "",
+        "### Your own weights",
+        "Start the app with any weights the loader reads: a model folder written by training, a "
+        "`.safetensors` file, a Lightning `.ckpt`, or a HuggingFace hub id:",
+        "",
+        "```bash",
+        "python app.py --weights runs/my-run/best        # or: SEGAPP_WEIGHTS=org/name python app.py",
+        "```",
+        "",
+        "### Privacy",
+        "Uploads and results are deleted from the server within minutes and are not stored elsewhere; "
+        "file names are never logged; nothing is sent to other hosts.",
+    ]
+    return "\n".join(parts)
+
+
+def model_badge_html(info: dict[str, Any] | None) -> str:
+    """Small header badge: model and device, or that the model is not loaded."""
+    if info is None:
+        text = "model not loaded"
+    else:
+        text = f"SegFormer-{str(info.get('variant', '?')).upper()} · {info.get('device', '?')}"
+    return f'<span class="badge">{html.escape(text)}</span><span class="badge badge-warn">Research use only</span>'
+
+
+def find_examples(folder: str | Path | None) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; [] when it is missing or empty."""
+    if folder is None:
+        return []
+    path = Path(folder)
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXAMPLE_SUFFIXES)
+
+
+def new_output_dir(root: str | Path) -> Path:
+    """A fresh folder for one request's files under ``root``; empty leftovers are removed first.
+
+    The name is random, never derived from the upload. Files inside are removed by Gradio's
+    ``delete_cache`` when ``root`` is its cache folder; this sweep removes the folders left empty.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob(f"{OUTPUT_PREFIX}*"):
+        try:
+            old.rmdir()  # only succeeds for empty folders
+        except OSError:
+            pass
+    folder = root / f"{OUTPUT_PREFIX}{uuid.uuid4().hex}"
+    folder.mkdir()
+    return folder
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+# ---------------------------------------------------------------------------
+# Callbacks
+
+
+class Callbacks:
+    """The page's event handlers around one shared Segmenter.
+
+    Holds no per-user data: what a user's later events need travels in :class:`ViewState`.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter | Callable[[], Segmenter],
+        *,
+        output_root: str | Path,
+        examples: Sequence[str | Path] = (),
+        max_pixels: int = APP_MAX_PIXELS,
+    ) -> None:
+        """Set up the handlers.
+
+        Args:
+            segmenter: The Segmenter, or a callable returning it (created on first use).
+            output_root: Where per-request download files are written (Gradio's cache folder).
+            examples: Example files, in the order the page lists them.
+            max_pixels: Largest accepted H * W of an upload.
+        """
+        self._segmenter = segmenter
+        self.output_root = Path(output_root)
+        self.examples = [Path(p) for p in examples]
+        self.max_pixels = max_pixels
+
+    def _load(self) -> Segmenter:
+        return self._segmenter() if callable(self._segmenter) else self._segmenter
+
+    def segmenter(self) -> Segmenter:
+        """The shared Segmenter; loads it on first use when given a factory.
+
+        Raises:
+            gradio.Error: The weights cannot be loaded.
+        """
+        try:
+            return self._load()
+        except Exception as exc:  # ModelLoadError and anything else the loader raises
+            log.error("model could not be loaded: %s", exc)
+            raise gr.Error(
+                html.escape(f"The model could not be loaded: {exc}", quote=False),
+                title="Model unavailable",
+                print_exception=False,
+            ) from None
+
+    def read(self, file: str | None, spacing_text: str | None) -> tuple[ScanImage, str | None]:
+        """Read an uploaded file into a slice, applying a typed spacing.
+
+        Returns:
+            The slice and where its spacing came from (``"entered"``, ``"from the file name"``, None).
+
+        Raises:
+            gradio.Error: No file, a file no longer on the server, or an unusable image.
+        """
+        if not file:
+            raise user_error("No slice yet: upload an image file (or click one of the examples).")
+        path = Path(file)
+        if not path.is_file():
+            raise user_error(
+                "The uploaded file is no longer on the server (uploads are deleted after a few "
+                "minutes for privacy). Upload it again."
+            )
+        spacing = parse_spacing_text(spacing_text)
+        try:
+            scan = read_image(path, spacing_mm=spacing, max_pixels=self.max_pixels)
+        except InvalidImageError as exc:
+            raise user_error(str(exc)) from None
+        source = "entered" if spacing is not None else ("from the file name" if scan.spacing_mm else None)
+        return scan, source
+
+    def preview(self, file: str | None, spacing_text: str | None) -> SegmentOutputs:
+        """After an upload: show the slice as read (16-bit scans windowed to 8-bit) and clear old results."""
+        if not file:
+            return self.clear()
+        scan, source = self.read(file, spacing_text)
+        gray_rgb = np.repeat(scan.pixels[..., None], 3, axis=2)
+        return SegmentOutputs(
+            None, None, None, None, gray_rgb, None, None, ready_card_html(scan, source), None
+        )
+
+    def segment(
+        self,
+        file: str | None,
+        spacing_text: str | None = "",
+        opacity: float = 0.5,
+        classes: Sequence[str] | None = None,
+    ) -> SegmentOutputs:
+        """Segment one uploaded slice.
+
+        Args:
+            file: Path of the uploaded image.
+            spacing_text: Optional pixel spacing in mm (see :func:`parse_spacing_text`); overrides
+                the file name's.
+            opacity: Overlay opacity, 0..1.
+            classes: Organ names to draw; None draws all.
+
+        Raises:
+            gradio.Error: With a readable message for every user error or failure.
+        """
+        scan, source = self.read(file, spacing_text)
+        segmenter = self.segmenter()
+        try:
+            prediction = segmenter.predict(scan)
+        except InvalidImageError as exc:
+            raise user_error(str(exc)) from None
+        except Exception as exc:  # keep serving; details stay in the server log, without the name
+            log.debug("segmentation failed", exc_info=True)
+            log.error("segmentation failed: %s", type(exc).__name__)
+            raise user_error(
+                f"Segmentation failed unexpectedly ({type(exc).__name__}). The server is still "
+                "running: try again, or try another slice."
+            ) from None
+        log.info(
+            "segmented a %dx%d slice in %.0f ms on %s",
+            scan.width,
+            scan.height,
+            sum(prediction.timings_ms.values()),
+            prediction.device,
+        )
+        return self._outputs(prediction, source, opacity, classes)
+
+    def _outputs(
+        self,
+        prediction: Prediction,
+        spacing_source: str | None,
+        opacity: float,
+        classes: Sequence[str] | None,
+    ) -> SegmentOutputs:
+        visible = None if classes is None else visible_classes(classes)
+        gray, mask = prediction.image.pixels, prediction.mask
+        blended = overlay(gray, mask, opacity=opacity, visible=visible)
+        folder = new_output_dir(self.output_root)
+        stamp = _stamp()
+        mask_path = folder / f"segapp-mask-{stamp}.png"
+        overlay_path = folder / f"segapp-overlay-{stamp}.png"
+        stats_path = folder / f"segapp-stats-{stamp}.json"
+        save_mask_png(mask, mask_path)
+        save_png(blended, overlay_path)
+        stats = stats_payload(prediction, spacing_source=spacing_source)
+        stats_path.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        return SegmentOutputs(
+            mask_png=str(mask_path),
+            stats=stats,
+            overlay_png=str(overlay_path),
+            stats_file=str(stats_path),
+            overlay=blended,
+            mask_view=color_mask(mask, visible),
+            confidence=confidence_map(prediction.confidence),
+            card=stats_card_html(prediction, spacing_source=spacing_source),
+            state=ViewState(gray=gray, mask=mask),
+        )
+
+    def rerender(
+        self, state: ViewState | None, opacity: float, classes: Sequence[str] | None
+    ) -> RenderOutputs:
+        """Redraw overlay and mask for new opacity or class toggles, without running the model."""
+        if state is None:
+            return RenderOutputs(gr.skip(), gr.skip(), gr.skip())
+        visible = visible_classes(classes)
+        blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible)
+        path = new_output_dir(self.output_root) / f"segapp-overlay-{_stamp()}.png"
+        save_png(blended, path)
+        return RenderOutputs(str(path), blended, color_mask(state.mask, visible))
+
+    def example(
+        self, index: int, spacing_text: str | None, opacity: float, classes: Sequence[str] | None
+    ) -> tuple[str, SegmentOutputs]:
+        """Click on example ``index``: put a copy in the upload field and segment it.
+
+        The copy lives in the output folder (Gradio's cache), so Gradio serves it whatever the
+        working directory, and it is cleaned up like an upload. Its name is kept (it carries the
+        spacing).
+
+        Raises:
+            gradio.Error: Unknown index, or the example cannot be segmented.
+        """
+        if not isinstance(index, int) or not 0 <= index < len(self.examples):
+            raise user_error("That example is not available.")
+        source = self.examples[index]
+        copy = new_output_dir(self.output_root) / source.name
+        shutil.copyfile(source, copy)
+        return str(copy), self.segment(str(copy), spacing_text, opacity, classes)
+
+    def about(self) -> tuple[str, str]:
+        """The About text and the header badge; loads the model if needed, never raises."""
+        try:
+            segmenter = self._load()
+        except Exception as exc:  # shown in the page; segment() reports it again as an error
+            return about_markdown(None, None, error=str(exc)), model_badge_html(None)
+        info = segmenter.describe()
+        return about_markdown(info, segmenter.loaded.card), model_badge_html(info)
+
+    def clear(self) -> SegmentOutputs:
+        """Empty results (the page also empties the upload and spacing fields)."""
+        return SegmentOutputs(None, None, None, None, None, None, None, empty_card_html(), None)

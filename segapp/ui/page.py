@@ -1,0 +1,282 @@
+"""The page: layout and event wiring of the Gradio app (the work is done in :mod:`segapp.ui.callbacks`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from segapp.image_io import InvalidImageError, read_image
+from segapp.labels import FOREGROUND
+from segapp.ui.callbacks import (
+    NOT_FOR_CLINICAL_USE,
+    Callbacks,
+    SegmentOutputs,
+    about_markdown,
+    empty_card_html,
+    find_examples,
+    legend_html,
+    model_badge_html,
+)
+
+if TYPE_CHECKING:
+    from segapp.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+TITLE = "Medical Image Segmentation System"
+SUBTITLE = "AI-Powered GI Tract Segmentation"
+# Uploads and results leave Gradio's cache this long after they were written (checked every minute).
+DELETE_CACHE = (60, 300)
+QUEUE_SIZE = 32  # requests waiting at most; more get Gradio's "queue is full" message
+CONCURRENCY = 4  # handlers running at once; the model step itself is serialised by the Segmenter
+STATE_TTL_S = 1800  # a session's last prediction is dropped after this long without an update
+IMAGE_HEIGHT = 440
+
+
+def header_html(badges: str = "") -> str:
+    """The gradient page header, with ``badges`` (HTML) under the subtitle."""
+    return (
+        '<div class="app-header"><div class="app-header-text">'
+        f'<h1>{TITLE}</h1><p>{SUBTITLE}</p><div class="badges">{badges}</div></div>'
+        '<div class="app-header-icon" aria-hidden="true">'
+        '<svg viewBox="0 0 48 48" width="46" height="46"><circle cx="24" cy="24" r="21" fill="none" '
+        'stroke="white" stroke-opacity=".55" stroke-width="2"/><path d="M15 17c4-5 14-5 17 1 2 5-3 8-8 '
+        '8s-9 3-7 8c2 4 10 5 14 1" fill="none" stroke="white" stroke-width="3" stroke-linecap="round"/>'
+        "</svg></div></div>"
+    )
+
+
+def _example_thumbnails(paths: list[Path]) -> tuple[list[Path], list[list[Any]]]:
+    """Examples that can be read, with an 8-bit thumbnail each (16-bit scans look black as they are)."""
+    usable, samples = [], []
+    for path in paths:
+        try:
+            pixels = read_image(path).pixels
+        except InvalidImageError as exc:
+            log.warning("example %s skipped: %s", path.name, exc)
+            continue
+        usable.append(path)
+        samples.append([pixels])
+    return usable, samples
+
+
+def build_demo(
+    segmenter: Segmenter | Callable[[], Segmenter],
+    *,
+    examples_dir: str | Path | None = None,
+    output_root: str | Path | None = None,
+) -> gr.Blocks:
+    """Build the page (not launched, not loading the model).
+
+    Args:
+        segmenter: The Segmenter, or a callable that returns it (called at first use, so the
+            page can be built at import time without loading weights).
+        examples_dir: Folder of example slices for "Try These Examples"; missing or empty is fine.
+        output_root: Where per-request download files go; defaults to Gradio's cache folder, so
+            ``delete_cache`` removes them with the uploads.
+
+    Returns:
+        The Blocks with a bounded queue. Launch it with :func:`segapp.ui.server.launch_options`
+        (theme, CSS, privacy settings).
+    """
+    examples, samples = _example_thumbnails(find_examples(examples_dir))
+    with gr.Blocks(title=f"{TITLE} · segapp", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
+        callbacks = Callbacks(segmenter, output_root=output_root or demo.GRADIO_CACHE, examples=examples)
+        state = gr.State(None, time_to_live=STATE_TTL_S)
+
+        header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
+
+        with gr.Row(equal_height=False, elem_id="main-row"):
+            # Left: input and display controls
+            with gr.Column(scale=4, min_width=300, elem_id="left-col"):
+                upload = gr.File(
+                    label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP",
+                    file_count="single",
+                    type="filepath",
+                    elem_id="upload",
+                    height=170,
+                )
+                spacing = gr.Textbox(
+                    label="Pixel spacing (mm), optional",
+                    placeholder="read from the file name, or e.g. 1.5 or 1.5 x 1.5",
+                    max_lines=1,
+                    elem_id="spacing",
+                )
+                gr.HTML(legend_html(), elem_id="legend")
+                classes = gr.CheckboxGroup(
+                    choices=[(label.display, label.name) for label in FOREGROUND],
+                    value=[label.name for label in FOREGROUND],
+                    label="Show on the overlay",
+                    elem_id="class-toggles",
+                )
+                opacity = gr.Slider(
+                    0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
+                )
+                with gr.Row(elem_id="buttons"):
+                    clear = gr.Button("Clear", variant="secondary", elem_id="clear")
+                    submit = gr.Button("Submit", variant="primary", elem_id="submit")
+
+            # Right: results
+            with gr.Column(scale=7, min_width=360, elem_id="right-col"):
+                with gr.Tabs(elem_id="views"):
+                    with gr.Tab("Overlay", id="tab-overlay"):
+                        overlay_view = _image("Overlay", "overlay-view")
+                    with gr.Tab("Mask", id="tab-mask"):
+                        mask_view = _image("Mask", "mask-view")
+                    with gr.Tab("Confidence", id="tab-confidence"):
+                        confidence_view = _image("Confidence", "confidence-view")
+                        gr.HTML(
+                            '<div class="colorbar"><span>low</span><span class="ramp"></span>'
+                            "<span>high confidence</span></div>"
+                        )
+                card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
+                with gr.Row(elem_id="downloads"):
+                    mask_button = _download("Mask PNG", "download-mask")
+                    overlay_button = _download("Overlay PNG", "download-overlay")
+                    stats_button = _download("Statistics JSON", "download-stats")
+                with gr.Accordion("Statistics as JSON", open=False, elem_id="json-accordion"):
+                    stats_json = gr.JSON(label="Statistics", show_label=False)
+
+        gr.HTML('<h2 class="section-title">Try These Examples</h2>', elem_id="examples-title")
+        if samples:
+            gallery = gr.Dataset(
+                components=[gr.Image(format="png", render=False)],
+                samples=samples,
+                type="index",
+                layout="gallery",
+                samples_per_page=12,
+                label="Click a slice to segment it",
+                elem_id="examples",
+            )
+        else:
+            gallery = None
+            gr.HTML(
+                '<p class="examples-caption">No example slices are bundled with this installation '
+                "(add PNG slices to the <code>examples/</code> folder).</p>"
+            )
+
+        with gr.Accordion("About", open=False, elem_id="about"):
+            about = gr.Markdown(about_markdown(None, None), elem_id="about-text")
+        gr.HTML(f'<footer class="app-footer">{NOT_FOR_CLINICAL_USE.replace("**", "")}</footer>')
+
+        # Wiring
+        results = [
+            mask_button,
+            stats_json,
+            overlay_button,
+            stats_button,
+            overlay_view,
+            mask_view,
+            confidence_view,
+            card,
+            state,
+        ]
+
+        downloads = [mask_button, overlay_button, stats_button]
+
+        def show(outputs: SegmentOutputs) -> list[Any]:
+            # For the page's own events: download buttons are enabled only when they hold a file.
+            values = list(outputs)
+            for i in (0, 2, 3):
+                values[i] = gr.DownloadButton(value=values[i], interactive=values[i] is not None)
+            return values
+
+        def enable_downloads():
+            return [gr.DownloadButton(interactive=True)] * len(downloads)
+
+        # The API event returns plain values (file paths, dict), so clients get files, not updates;
+        # the buttons are enabled by a follow-up event. Parameter names and defaults are the API's:
+        # a client may send the image alone.
+        def segment(
+            image: str | None,
+            spacing_mm: str | None = None,
+            opacity: float = 0.5,
+            classes: list[str] | None = None,
+        ) -> list[Any]:
+            return list(callbacks.segment(image, spacing_mm, opacity, classes))
+
+        def preview(file: str | None, spacing_text: str):
+            return show(callbacks.preview(file, spacing_text))
+
+        def clear_all():
+            return [None, ""] + show(callbacks.clear())
+
+        def rerender(view_state, opacity_value: float, shown: list[str]):
+            return tuple(callbacks.rerender(view_state, opacity_value, shown))
+
+        def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str]):
+            path, outputs = callbacks.example(index, spacing_text, opacity_value, shown)
+            return [path, *outputs]
+
+        submit.click(
+            segment,
+            inputs=[upload, spacing, opacity, classes],
+            outputs=results,
+            api_name="segment",
+            api_description="Segment one MRI slice. Returns the class-id mask PNG (0 background, "
+            "1 stomach, 2 small bowel, 3 large bowel), the statistics, the overlay PNG, the "
+            "statistics JSON file, the three views and the statistics card.",
+            concurrency_id="model",
+        ).success(enable_downloads, outputs=downloads, api_visibility="private", show_progress="hidden")
+        upload.upload(
+            preview,
+            inputs=[upload, spacing],
+            outputs=results,
+            api_visibility="private",
+            concurrency_id="model",
+        )
+        upload.clear(
+            lambda: show(callbacks.clear()), outputs=results, api_visibility="private", show_progress="hidden"
+        )
+        clear.click(
+            clear_all,
+            outputs=[upload, spacing, *results],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        for control in (opacity, classes):
+            control.change(
+                rerender,
+                inputs=[state, opacity, classes],
+                outputs=[overlay_button, overlay_view, mask_view],
+                api_visibility="private",
+                show_progress="hidden",
+                trigger_mode="always_last",
+            )
+        if gallery is not None:
+            gallery.click(
+                run_example,
+                inputs=[gallery, spacing, opacity, classes],
+                outputs=[upload, *results],
+                api_visibility="private",
+                concurrency_id="model",
+            ).success(enable_downloads, outputs=downloads, api_visibility="private", show_progress="hidden")
+
+        def load_about():
+            text, badges = callbacks.about()
+            return text, header_html(badges)
+
+        demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
+
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def _image(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(
+        label=label,
+        format="png",  # lossless; the default webp would blur class borders
+        interactive=False,
+        height=IMAGE_HEIGHT,
+        buttons=["download", "fullscreen"],
+        elem_id=elem_id,
+        elem_classes=["result-view"],
+    )
+
+
+def _download(label: str, elem_id: str) -> gr.DownloadButton:
+    return gr.DownloadButton(label, interactive=False, size="md", elem_id=elem_id)

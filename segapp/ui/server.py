@@ -1,0 +1,230 @@
+"""Starting the app: command line, loading the model once at start-up, private launch settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segapp.ui.theme import load_css, make_theme
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from segapp.segmenter import Segmenter
+
+log = logging.getLogger("segapp.ui")
+
+WEIGHTS_ENV = "SEGAPP_WEIGHTS"
+AUTH_ENV = "SEGAPP_AUTH"
+MAX_FILE_SIZE = "50mb"  # a slice is well under 1 MB; this only stops abuse
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class LazySegmenter:
+    """Creates the shared :class:`~segapp.segmenter.Segmenter` once, on first call, from any thread.
+
+    Lets ``app.py`` build its module-level page at import time without loading weights;
+    :func:`main` calls it at start-up so the model is loaded and warmed before serving.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        loader: Callable[..., Segmenter] | None = None,
+    ) -> None:
+        """Remember what to load; nothing is loaded yet.
+
+        Args:
+            source: Anything :func:`segapp.load_model` accepts (folder, file, hub id).
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+            loader: ``(source, device=...) -> Segmenter``; defaults to ``Segmenter.from_pretrained``.
+        """
+        self.source = os.fspath(source)
+        self.device = device
+        self._loader = loader
+        self._segmenter: Segmenter | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been created."""
+        return self._segmenter is not None
+
+    def configure(self, *, source: str | os.PathLike[str] | None = None, device: str | None = None) -> None:
+        """Change source or device before the first call.
+
+        Raises:
+            RuntimeError: The model is already loaded.
+        """
+        if self.loaded:
+            raise RuntimeError("the model is already loaded; configure before first use")
+        if source is not None:
+            self.source = os.fspath(source)
+        if device is not None:
+            self.device = device
+
+    def __call__(self) -> Segmenter:
+        """The Segmenter, loading it on the first call.
+
+        Raises:
+            segapp.modeling.ModelLoadError: The weights cannot be loaded (retried on the next call).
+        """
+        if self._segmenter is None:
+            with self._lock:
+                if self._segmenter is None:
+                    loader = self._loader
+                    if loader is None:
+                        from segapp.segmenter import Segmenter
+
+                        loader = Segmenter.from_pretrained
+                    self._segmenter = loader(self.source, device=self.device)
+        return self._segmenter
+
+
+def default_source(default: str | os.PathLike[str]) -> str:
+    """Weights source: ``$SEGAPP_WEIGHTS`` when set, else ``default``."""
+    return os.environ.get(WEIGHTS_ENV) or os.fspath(default)
+
+
+def parse_auth(text: str) -> tuple[str, str]:
+    """``USER:PASS`` -> (user, password); the password may contain ``:``.
+
+    Raises:
+        ValueError: No ``:`` or an empty user or password (the value is not echoed).
+    """
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("authentication must be given as USER:PASSWORD")
+    return user, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python app.py`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="GI-tract MRI segmentation web app (stomach, small bowel, large bowel).",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help=f"model folder, .safetensors, .ckpt or hub id (default: ${WEIGHTS_ENV} or assets/model)",
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME; 0.0.0.0 for all)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: the first free one from 7860, or $GRADIO_SERVER_PORT)",
+    )
+    parser.add_argument(
+        "--share", action="store_true", help="create a public gradio.live link (off by default)"
+    )
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASS",
+        help=f"require this login (or set ${AUTH_ENV}); never logged",
+    )
+    parser.add_argument(
+        "--device", default="auto", help=f"one of {', '.join(DEVICES)} or e.g. cuda:1 (default auto)"
+    )
+    return parser
+
+
+def launch_options(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    auth: tuple[str, str] | None = None,
+    css_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``demo.launch``: look, address and the privacy defaults.
+
+    Args:
+        host: Address; None keeps Gradio's default (127.0.0.1 unless ``GRADIO_SERVER_NAME``).
+        port: Port; None lets Gradio take the first free one from 7860.
+        share: Public share link; off unless asked for.
+        auth: (user, password) login, or None.
+        css_path: The style sheet (``assets/style.css``).
+    """
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "auth": auth,
+        "theme": make_theme(),
+        "css": load_css(css_path),
+        "max_file_size": MAX_FILE_SIZE,
+        "run_history": False,  # nothing of a run is kept in the browser's storage
+        "ssr_mode": False,  # server-side rendering needs Node; the page is fully client-rendered
+        "show_error": False,  # only gr.Error messages reach the page, never tracebacks
+        "footer_links": ["api", "gradio", "settings"],
+    }
+
+
+def main(
+    demo: gr.Blocks,
+    segmenter: LazySegmenter,
+    argv: Sequence[str] | None = None,
+    *,
+    css_path: str | os.PathLike[str] | None = None,
+) -> int:
+    """Parse the command line, load the model (before serving), launch the page.
+
+    Returns:
+        The exit status: 0 after the server stops, 2 when the weights cannot be loaded or the
+        arguments are wrong.
+    """
+    args = build_parser().parse_args(argv)
+    # Our own messages at INFO; other libraries' (httpx logs every URL it fetches) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("segapp").setLevel(logging.INFO)
+    auth_text = args.auth or os.environ.get(AUTH_ENV)
+    try:
+        auth = parse_auth(auth_text) if auth_text else None
+    except ValueError as exc:
+        print(f"segapp: {exc}", file=sys.stderr)
+        return 2
+    segmenter.configure(source=args.weights, device=args.device)
+
+    # Model: loaded and warmed up once, before the first visitor
+    log.info("loading weights from %s (device %s)", segmenter.source, segmenter.device)
+    try:
+        loaded = segmenter()
+    except Exception as exc:  # ModelLoadError, a bad device name, ...
+        hint = ""
+        if not Path(segmenter.source).exists():
+            hint = (
+                "\nGive weights with --weights SOURCE or $SEGAPP_WEIGHTS: a model folder written by "
+                "training (python -m segapp.train), a .safetensors file, a Lightning .ckpt, or a "
+                "HuggingFace hub id (org/name)."
+            )
+        print(f"segapp: cannot start, the model could not be loaded.\n{exc}{hint}", file=sys.stderr)
+        return 2
+    info = loaded.describe()
+    log.info(
+        "SegFormer-%s ready on %s (load %.1f s, warm-up %.1f s)",
+        str(info["variant"]).upper(),
+        info["device"],
+        info["load_seconds"],
+        info["warmup_seconds"],
+    )
+
+    # Serve
+    demo.launch(
+        **launch_options(host=args.host, port=args.port, share=args.share, auth=auth, css_path=css_path)
+    )
+    return 0

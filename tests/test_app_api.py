@@ -1,0 +1,66 @@
+"""The app served in-process on a free port, called over HTTP with gradio_client like any client."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segapp.phantom import generate_slice
+from segapp.ui import build_demo, launch_options
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_segmenter, tmp_path_factory: pytest.TempPathFactory):
+    """(url, slice path) of the app launched on a free port; closed after the module."""
+    phantom = generate_slice(11, empty=False)
+    path = tmp_path_factory.mktemp("api") / phantom.file_name
+    Image.fromarray(phantom.image16).save(path)
+    demo = build_demo(tiny_segmenter, examples_dir=None)
+    _, url, _ = demo.launch(**launch_options(port=free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        yield url, path
+    finally:
+        demo.close()
+
+
+def test_segment_endpoint_returns_the_mask_and_statistics(served, tiny_segmenter) -> None:
+    url, path = served
+    client = gradio_client.Client(url, verbose=False)
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert list(endpoints) == ["/segment"]  # the page's helper events stay private
+
+    result = client.predict(gradio_client.handle_file(str(path)), api_name="/segment")
+    mask_png, stats, overlay_png, stats_file = result[:4]
+    expected = tiny_segmenter.predict(path)
+    with Image.open(mask_png) as mask:
+        assert mask.mode == "L" and np.array_equal(np.array(mask), expected.mask)
+    for name, figures in expected.stats.items():
+        assert stats["classes"][name]["pixels"] == figures.pixels
+        assert stats["classes"][name]["area_mm2"] == pytest.approx(figures.area_mm2)
+    assert json.loads(Path(stats_file).read_text()) == stats
+    with Image.open(overlay_png) as overlay:
+        assert overlay.size == (expected.mask.shape[1], expected.mask.shape[0])
+
+
+def test_segment_endpoint_reports_bad_files_readably(served, tmp_path: Path) -> None:
+    url, _ = served
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"%PDF-1.7 not really a scan")
+    client = gradio_client.Client(url, verbose=False)
+    with pytest.raises(gradio_client.exceptions.AppError, match="PDF document"):
+        client.predict(gradio_client.handle_file(str(bad)), api_name="/segment")
+    # The server keeps serving after the error.
+    assert client.predict(gradio_client.handle_file(str(served[1])), api_name="/segment")[1] is not None
