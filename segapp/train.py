@@ -42,6 +42,7 @@ from segapp.processing import ProcessingConfig, normalize
 from segapp.segmenter import Segmenter, pick_device
 
 STATE_FILE = "training_state.pt"
+WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:
@@ -324,8 +325,12 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     # Train!
     n_valid = len(valid_set or [])
     images_seen, train_seconds, last_metrics = 0, 0.0, None
+    # Throughput after the first steps (cuDNN autotuning, allocator growth, lazy init), which
+    # would otherwise dominate short benchmark runs: (training seconds, images) at WARMUP_STEPS.
+    steady_mark: tuple[float, int] | None = None
     running = torch.zeros((), device=device)
     done = step >= total_steps
+    start_step = step
     started = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -373,6 +378,10 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                 scheduler.step()
                 step += 1
                 micro_done = micro + 1
+                if step == start_step + WARMUP_STEPS:
+                    _sync(device)
+                    now = train_seconds + time.perf_counter() - epoch_start
+                    steady_mark = (now, images_seen + epoch_images)
                 # Log
                 if step % config.log_every == 0 and dist.main:
                     elapsed = time.perf_counter() - epoch_start
@@ -392,6 +401,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                     break
             if bar is not None:
                 bar.close()
+            _sync(device)
             train_seconds += time.perf_counter() - epoch_start
             images_seen += epoch_images
             if micro_done >= len(batches):
@@ -440,6 +450,9 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
         "steps": step,
         "epochs": epoch,
         "train_images_per_s": images_seen / max(train_seconds, 1e-9),
+        "steady_images_per_s": (
+            (images_seen - steady_mark[1]) / max(train_seconds - steady_mark[0], 1e-9) if steady_mark else None
+        ),
         "wall_seconds": time.perf_counter() - started,
         "device": str(device),
         "precision": str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
@@ -450,6 +463,11 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps({k: v for k, v in summary.items() if k != "last_validation"}, indent=2))
     return summary
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _null():
