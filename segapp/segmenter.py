@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segapp.head_folding import fold
 from segapp.image_io import ScanImage, read_image
 from segapp.labels import LABELS
 from segapp.modeling import LoadedModel, load_model, model_summary
@@ -136,6 +137,7 @@ class Segmenter:
         device: str | torch.device = "auto",
         max_batch_size: int = 16,
         warmup: bool = True,
+        fold_head: bool = True,
     ) -> None:
         """Wrap a loaded model.
 
@@ -144,10 +146,14 @@ class Segmenter:
             device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
             max_batch_size: Largest batch :meth:`predict_batch` sends to the model at once.
             warmup: Run one forward pass now, so the first request is not the slow one.
+            fold_head: Run the decode head in its folded form (:mod:`segapp.head_folding`):
+                the same logits up to float rounding, about half the arithmetic.
         """
         self.device = pick_device(device)
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()  # one move; no-op when already there
+        # What runs: the folded inference form, built from the weights as they are now.
+        self.network = fold(self.model) if fold_head else self.model
         self.processing = loaded.processing
         self.max_batch_size = max(1, int(max_batch_size))
         self._lock = threading.Lock()
@@ -167,6 +173,7 @@ class Segmenter:
         device: str | torch.device = "auto",
         max_batch_size: int = 16,
         warmup: bool = True,
+        fold_head: bool = True,
     ) -> Segmenter:
         """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
 
@@ -176,7 +183,7 @@ class Segmenter:
         start = time.perf_counter()
         loaded = load_model(source, device=target)
         load_seconds = time.perf_counter() - start
-        segmenter = cls(loaded, device=target, max_batch_size=max_batch_size, warmup=warmup)
+        segmenter = cls(loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head)
         segmenter.load_seconds = load_seconds
         return segmenter
 
@@ -197,7 +204,7 @@ class Segmenter:
             timings["preprocess"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
             with self._autocast():
-                logits = self.model(pixel_values=pixel_values).logits  # (B, C, h/4, w/4)
+                logits = self.network(pixel_values=pixel_values).logits  # (B, C, h/4, w/4)
             self._sync()
             timings["model"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()

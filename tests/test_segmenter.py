@@ -41,7 +41,7 @@ def test_predict_shapes_ranges_and_stats(tiny_segmenter: Segmenter, tmp_path: Pa
 def test_predict_is_the_shared_pipeline(tiny_segmenter: Segmenter) -> None:
     image = _slice(266, 266)
     with torch.inference_mode():
-        logits = tiny_segmenter.model(pixel_values=preprocess([image], tiny_segmenter.processing)).logits
+        logits = tiny_segmenter.network(pixel_values=preprocess([image], tiny_segmenter.processing)).logits
     masks, conf = postprocess(logits, [(266, 266)])
     prediction = tiny_segmenter.predict(image)
     assert np.array_equal(prediction.mask, masks[0].numpy())
