@@ -11,6 +11,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ from segapp.image_io import ScanImage, read_image
 from segapp.labels import LABELS
 from segapp.modeling import LoadedModel, load_model, model_summary
 from segapp.processing import postprocess, preprocess
+
+log = logging.getLogger(__name__)
 
 ImageSource = ScanImage | str | os.PathLike | bytes | np.ndarray | Any
 
@@ -214,6 +217,23 @@ class Segmenter:
             timings["postprocess"] = (time.perf_counter() - start) * 1000
         return masks_np, conf_np, timings
 
+    def _forward_fitting(self, pixels: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+        """:meth:`_forward`, halving the batch on device out-of-memory until it fits (then
+        remembering the size that fit for later batches)."""
+        try:
+            return self._forward(pixels)
+        except torch.OutOfMemoryError:
+            if len(pixels) == 1:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = (len(pixels) + 1) // 2
+            self.max_batch_size = min(self.max_batch_size, half)
+            log.warning("out of device memory at batch %d; continuing with batches of %d", len(pixels), half)
+            first = self._forward_fitting(pixels[:half])
+            second = self._forward_fitting(pixels[half:])
+            return first[0] + second[0], first[1] + second[1], first[2]
+
     def _sync(self) -> None:
         # Honest per-step timings need the device to finish; the result is needed right after anyway.
         if self.device.type == "cuda":
@@ -245,7 +265,7 @@ class Segmenter:
         scans = [self._as_scan(image) for image in images]
         predictions: list[Prediction] = []
         for chunk in _chunks(scans, self.max_batch_size):
-            masks, confidences, timings = self._forward([scan.pixels for scan in chunk])
+            masks, confidences, timings = self._forward_fitting([scan.pixels for scan in chunk])
             for scan, mask, conf in zip(chunk, masks, confidences):
                 stats = class_stats(mask, conf, scan.spacing_mm)
                 predictions.append(Prediction(mask, conf, stats, dict(timings), str(self.device), scan))

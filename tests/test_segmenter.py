@@ -111,3 +111,24 @@ def test_read_image_and_predict_agree_for_16_bit(tiny_segmenter: Segmenter, tmp_
     scan = read_image(path)
     assert scan.bit_depth == 16
     assert np.array_equal(tiny_segmenter.predict(path).mask, tiny_segmenter.predict(scan).mask)
+
+
+def test_out_of_memory_falls_back_to_smaller_batches(tiny_model_dir: Path, monkeypatch) -> None:
+    segmenter = Segmenter.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=8)
+    real = segmenter._forward
+    sizes: list[int] = []
+
+    def limited(pixels):
+        sizes.append(len(pixels))
+        if len(pixels) > 2:  # pretend anything above 2 slices exhausts device memory
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(pixels)
+
+    monkeypatch.setattr(segmenter, "_forward", limited)
+    images = [_slice(100, 120, s) for s in range(7)]
+    predictions = segmenter.predict_batch(images)
+    assert len(predictions) == 7
+    for image, prediction in zip(images, predictions):
+        assert prediction.mask.shape == image.shape
+        assert np.array_equal(prediction.mask, real([image])[0][0])
+    assert sizes[0] == 7 and max(sizes[1:]) <= 4 and segmenter.max_batch_size <= 2
