@@ -1,24 +1,95 @@
 """Score weights on labelled slices: ``python -m segapp.evaluate --data DATA_DIR/valid``.
 
-Prints a per-class table (Dice, IoU, Hausdorff 95 in pixels and mm) and writes JSON.
-It runs the same code as training-time validation (:func:`segapp.evaluation.evaluate_slices`).
+Prints a per-class table (Dice, IoU, Hausdorff 95 in pixels and mm, and the normalised 3D
+Hausdorff) and the competition score, and writes JSON. Dataset metrics come from the same
+code as training-time validation (:func:`segapp.evaluation.evaluate_slices`); the competition
+score ``0.4 x Dice + 0.6 x (1 - normalised 3D Hausdorff)`` is computed by
+:func:`segapp.volumes.competition_score` when the slice names form case-day volumes (its
+docstring says exactly how). Per-slice results are optional (``--per-slice FILE.csv``).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segapp.data import DataError, load_valid_set
 from segapp.evaluation import evaluate_slices
+from segapp.image_io import ScanImage
 from segapp.labels import FOREGROUND
+from segapp.metrics import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
 from segapp.modeling import ModelLoadError
-from segapp.segmenter import Segmenter
+from segapp.segmenter import Prediction, Segmenter
+from segapp.volumes import VolumeError, competition_score
 
 DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "assets" / "model")
+METRIC_KEYS = ("dice", "iou", "hd95_px", "hd95_mm")  # per-class entries of the result, table columns
+
+
+class _Recorder:
+    """Stands in for the segmenter inside :func:`evaluate_slices`, keeping each predicted mask.
+
+    The dataset metrics then come from the one shared scoring path, while the per-slice
+    results and the 3D volumes reuse its predictions instead of running the model twice.
+    """
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.masks: dict[int, np.ndarray] = {}  # id(scan) -> (H, W) uint8 prediction
+
+    def predict_batch(self, scans: Sequence[ScanImage]) -> list[Prediction]:
+        predictions = self.segmenter.predict_batch(scans)
+        for scan, prediction in zip(scans, predictions):
+            self.masks[id(scan)] = prediction.mask
+        return predictions
+
+
+def per_slice_results(
+    names: Sequence[str],
+    preds: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    spacings: Sequence[tuple[float, float] | None],
+    *,
+    hausdorff: bool = True,
+) -> list[dict[str, Any]]:
+    """Metrics of every slice, one flat JSON/CSV-ready dict each.
+
+    Args:
+        names: Slice file names.
+        preds: Predicted (H, W) class ids.
+        targets: True (H, W) class ids.
+        spacings: (row, column) mm per slice, or None.
+        hausdorff: Include Hausdorff 95 (pixels, and mm when the spacing is known).
+
+    Returns:
+        ``{"name", "mean_foreground_dice", "<organ>_dice", "<organ>_iou", "<organ>_hd95_px",
+        "<organ>_hd95_mm"}`` per slice (Hausdorff keys only with ``hausdorff``; mm None without spacing).
+    """
+    rows = []
+    for name, pred, target, spacing in zip(names, preds, targets, spacings):
+        if hausdorff:
+            metrics = slice_metrics(pred, target, spacing_mm=spacing)
+            dice, iou = metrics.dice, metrics.iou
+        else:
+            dice, iou = dice_per_class(pred, target), iou_per_class(pred, target)
+        row: dict[str, Any] = {"name": name, "mean_foreground_dice": mean_foreground_dice(dice)}
+        for label in FOREGROUND:
+            row[f"{label.name}_dice"] = float(dice[label.id])
+            row[f"{label.name}_iou"] = float(iou[label.id])
+            if hausdorff:
+                row[f"{label.name}_hd95_px"] = float(metrics.hd95_px[label.id])
+                row[f"{label.name}_hd95_mm"] = (
+                    None if metrics.hd95_mm is None else float(metrics.hd95_mm[label.id])
+                )
+        rows.append(row)
+    return rows
 
 
 def evaluate(
@@ -28,52 +99,157 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 16,
     hausdorff: bool = True,
+    competition: bool = True,
+    per_slice: bool = False,
+    segmenter: Segmenter | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on a split folder with ``images/`` and ``masks/``.
 
+    Args:
+        data: Split folder (``DATA_DIR/valid``).
+        weights: Any source :func:`segapp.load_model` accepts (ignored when ``segmenter`` is given).
+        device: ``auto``, ``cpu``, ``cuda``...
+        batch_size: Slices per forward pass.
+        hausdorff: Compute the Hausdorff distances (2D HD95 and, for the competition score, 3D).
+        competition: Compute the competition score when the slices form volumes.
+        per_slice: Add ``per_slice``, one dict per slice (see :func:`per_slice_results`).
+        segmenter: An already loaded model to use instead of loading ``weights``.
+        progress: Show progress bars.
+
     Returns:
-        The metrics dict of :func:`segapp.evaluation.evaluate_slices` plus ``weights`` and ``device``.
+        :func:`segapp.evaluation.evaluate_slices`'s dict (``slices``, ``mean_foreground_dice``,
+        ``dice``/``iou``/``hd95_px``/``hd95_mm`` per class, ``images_per_s``) plus
+        ``mean_foreground`` (each of those averaged over the three organs), ``weights``
+        (None when ``segmenter`` was given),
+        ``device``, ``competition`` (:func:`segapp.volumes.competition_score`'s dict, or
+        ``{"skipped": reason}``) and, when asked, ``per_slice``.
+
+    Raises:
+        segapp.data.DataError: The folder is not a usable split.
+        segapp.ModelLoadError: The weights cannot be loaded.
     """
     valid = load_valid_set(data, progress=progress)
-    segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+    source: str | None = None  # what the JSON names as the weights; unknown for a given segmenter
+    if segmenter is None:
+        segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+        source = str(weights)
+    recorder = _Recorder(segmenter)
     result = evaluate_slices(
-        segmenter, valid.scans, valid.masks, batch_size=batch_size, hausdorff=hausdorff, progress=progress
+        recorder,  # type: ignore[arg-type]  # duck-typed: only predict_batch is used
+        valid.scans,
+        valid.masks,
+        batch_size=batch_size,
+        hausdorff=hausdorff,
+        progress=progress,
     )
-    result.update(weights=str(weights), device=str(segmenter.device))
+    result["mean_foreground"] = {
+        key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
+        for key in METRIC_KEYS
+        if key in result
+    }
+    result.update(weights=source, device=str(segmenter.device))
+    preds = [recorder.masks[id(scan)] for scan in valid.scans]
+    if not competition:
+        result["competition"] = {"skipped": "not asked for"}
+    elif not hausdorff:
+        result["competition"] = {"skipped": "needs the Hausdorff distance (drop --no-hausdorff)"}
+    else:
+        try:
+            result["competition"] = competition_score(preds, valid.masks, valid.names, progress=progress)
+        except VolumeError as exc:
+            result["competition"] = {"skipped": f"the slices do not form volumes: {exc}"}
+    if per_slice:
+        spacings = [scan.spacing_mm for scan in valid.scans]
+        result["per_slice"] = per_slice_results(
+            valid.names, preds, valid.masks, spacings, hausdorff=hausdorff
+        )
     return result
 
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable per-class table of an :func:`evaluate` result."""
-    columns = [c for c in ("dice", "iou", "hd95_px", "hd95_mm") if c in result]
-    lines = ["class        " + "".join(f"{c:>10}" for c in columns)]
+    competition = result.get("competition") or {}
+    scored = "score" in competition
+    columns = [c for c in METRIC_KEYS if c in result]
+    header = "class        " + "".join(f"{c:>10}" for c in columns) + (f"{'hd3d_norm':>11}" if scored else "")
+    lines = [header]
     for label in FOREGROUND:
-        lines.append(f"{label.name:<13}" + "".join(f"{result[c][label.name]:>10.4f}" for c in columns))
-    lines.append(f"mean foreground Dice {result['mean_foreground_dice']:.4f} over {result['slices']} slices "
-                 f"({result['images_per_s']:.1f} slices/s on {result.get('device', '?')})")
+        cells = "".join(f"{result[c][label.name]:>10.4f}" for c in columns)
+        if scored:
+            cells += f"{competition['per_class'][label.name]['hausdorff_3d']:>11.4f}"
+        lines.append(f"{label.name:<13}" + cells)
+    means = result.get("mean_foreground", {})
+    if all(c in means for c in columns):
+        cells = "".join(f"{means[c]:>10.4f}" for c in columns)
+        if scored:
+            cells += f"{competition['hausdorff_3d']:>11.4f}"
+        lines.append(f"{'mean':<13}" + cells)
+    lines.append(
+        f"mean foreground Dice {result['mean_foreground_dice']:.4f} over {result['slices']} slices "
+        f"({result['images_per_s']:.1f} slices/s on {result.get('device', '?')})"
+    )
+    if scored:
+        lines.append(
+            f"competition score {competition['score']:.4f} = 0.4 x Dice {competition['dice']:.4f} "
+            f"+ 0.6 x (1 - 3D Hausdorff {competition['hausdorff_3d']:.4f}), {competition['volumes']} volume(s)"
+        )
+    elif "skipped" in competition:
+        lines.append(f"competition score: not computed, {competition['skipped']}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_per_slice_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Write :func:`per_slice_results` rows as CSV (None as an empty cell)."""
+    if not rows:
+        return
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="split folder with images/ and masks/ (e.g. DATA_DIR/valid)")
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="model folder, .safetensors, .ckpt or hub id")
+    parser.add_argument(
+        "--data", required=True, help="split folder with images/ and masks/ (e.g. DATA_DIR/valid)"
+    )
+    parser.add_argument(
+        "--weights", default=DEFAULT_WEIGHTS, help="model folder, .safetensors, .ckpt or hub id"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
-    parser.add_argument("--no-hausdorff", action="store_true", help="skip Hausdorff 95 (faster)")
+    parser.add_argument(
+        "--no-hausdorff", action="store_true", help="skip Hausdorff 95 and the 3D score (faster)"
+    )
+    parser.add_argument("--no-competition", action="store_true", help="skip the competition score")
+    parser.add_argument(
+        "--per-slice", metavar="FILE", help="write per-slice results to this CSV (and the JSON)"
+    )
     parser.add_argument("--json", help="write the full result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         result = evaluate(
-            args.data, weights=args.weights, device=args.device, batch_size=args.batch_size,
-            hausdorff=not args.no_hausdorff, progress=not args.no_progress,
+            args.data,
+            weights=args.weights,
+            device=args.device,
+            batch_size=args.batch_size,
+            hausdorff=not args.no_hausdorff,
+            competition=not args.no_competition,
+            per_slice=bool(args.per_slice),
+            progress=not args.no_progress,
         )
     except (DataError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
+    if args.per_slice:
+        write_per_slice_csv(result["per_slice"], args.per_slice)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -1,0 +1,461 @@
+"""Segment many slices: ``python -m segapp.predict INPUT... --out OUT_DIR``.
+
+INPUT: image files, folders (searched recursively) or glob patterns (``"scans/**/*.png"``).
+Every input file keeps its name below ``OUT_DIR``: a file given directly by its name, a file
+found in a folder or by a pattern by its path relative to that folder (or to the pattern's
+fixed leading part). With ``.png`` as extension:
+
+- ``png``: ``OUT_DIR/masks/REL.png``, class-id masks (0 background, 1 stomach, 2 small bowel,
+  3 large bowel), the training masks' format;
+- ``overlay``: ``OUT_DIR/overlays/REL.png``, the organs' colours blended onto the slice;
+- ``rle``: ``OUT_DIR/submission.csv``, competition style: ``id,class,predicted``, three rows
+  per slice (``large_bowel``, ``small_bowel``, ``stomach``), ``predicted`` the run-length code
+  (:mod:`segapp.rle`). Ids ``caseN_dayD_slice_SSSS`` come from the file names or their
+  folders; other files use their relative path without extension.
+- always ``OUT_DIR/stats.csv``: one row per slice, pixels, area in mm² (when the name gives
+  the pixel spacing) and mean confidence per organ.
+
+Slices of the same size are batched together (on the GPU when there is one). Files that
+cannot be read are reported and skipped; the exit status is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import os
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segapp.data import IMAGE_SUFFIXES
+from segapp.evaluate import DEFAULT_WEIGHTS
+from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.labels import FOREGROUND
+from segapp.modeling import ModelLoadError
+from segapp.naming import slice_id
+from segapp.render import overlay
+from segapp.rle import rle_encode
+from segapp.segmenter import Prediction, Segmenter
+
+FORMATS = ("png", "overlay", "rle")
+SUBMISSION_NAME = "submission.csv"
+STATS_NAME = "stats.csv"
+# The competition's CSV lists the classes of a slice in alphabetical order.
+SUBMISSION_CLASSES = tuple(sorted(FOREGROUND, key=lambda label: label.name))
+_GLOB_CHARS = frozenset("*?[")
+
+
+class PredictError(ValueError):
+    """A problem that stops the whole run (no input at all, unusable options)."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One slice file to segment.
+
+    Attributes:
+        path: Where to read it.
+        relative: Its name below the output folder (POSIX separators, original extension).
+    """
+
+    path: Path
+    relative: str
+
+    @property
+    def id(self) -> str:
+        """Competition id from the path, else the relative path without extension."""
+        return slice_id(self.path) or self.relative.rsplit(".", 1)[0]
+
+    def output(self, folder: Path) -> Path:
+        """``folder/REL`` with the extension ``.png``."""
+        return folder / Path(self.relative).with_suffix(".png")
+
+
+@dataclass
+class PredictSummary:
+    """What a :func:`predict` run did.
+
+    Attributes:
+        out: The output folder.
+        predicted: Slices segmented.
+        failed: (input, reason) for every input that was skipped.
+        seconds: Wall time from the first read to the last write.
+        files: Output kind (``masks``, ``overlays``, ``submission``, ``stats``) -> path.
+    """
+
+    out: Path
+    predicted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        """Slices per second, reading and writing included."""
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no input failed."""
+        return not self.failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _glob_base(pattern: str) -> Path:
+    """The leading folders of a pattern that hold no wildcard."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike], *, exclude: str | os.PathLike | None = None
+) -> tuple[list[InputFile], list[tuple[str, str]]]:
+    """Expand files, folders and glob patterns into the slice files to segment.
+
+    Args:
+        inputs: Paths of files or folders, or glob patterns (``**`` searches sub-folders).
+        exclude: A folder whose files are never inputs (the output folder, so a second run
+            over the same folder does not segment the first run's results).
+
+    Returns:
+        (files in input order, folders and patterns sorted by path, without duplicates;
+        problems as (input, reason): missing paths, folders or patterns without images,
+        two inputs that would write the same output).
+    """
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found: list[InputFile] = []
+    problems: list[tuple[str, str]] = []
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_file():
+            candidates = [(path, path.name)]
+        elif path.is_dir():
+            candidates = [
+                (p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*")) if _is_image(p)
+            ]
+            if not candidates:
+                problems.append((text, f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"))
+        elif _GLOB_CHARS & set(text):
+            base = _glob_base(text)
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            candidates = [(p, p.relative_to(base).as_posix()) for p in matches if _is_image(p)]
+            if not candidates:
+                problems.append((text, "no image file matches this pattern"))
+        else:
+            problems.append((text, "no such file or folder"))
+            continue
+        for file, relative in candidates:
+            if skip is not None and skip in file.resolve().parents:
+                continue
+            found.append(InputFile(file, relative))
+    # One output per file: drop repeats of a file, refuse two files that map to one output.
+    unique: list[InputFile] = []
+    seen_files: set[Path] = set()
+    outputs: dict[str, InputFile] = {}
+    for entry in found:
+        resolved = entry.path.resolve()
+        if resolved in seen_files:
+            continue
+        seen_files.add(resolved)
+        key = Path(entry.relative).with_suffix(".png").as_posix()
+        if key in outputs:
+            problems.append(
+                (
+                    str(entry.path),
+                    f"its output {key} is already that of {outputs[key].path}; rename one of them",
+                )
+            )
+            continue
+        outputs[key] = entry
+        unique.append(entry)
+    return unique, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def _read(entry: InputFile) -> ScanImage | str:
+    """The decoded slice, or the reason it cannot be used."""
+    try:
+        return read_image(entry.path)
+    except InvalidImageError as exc:
+        return str(exc)
+
+
+def _batches(
+    entries: Sequence[InputFile],
+    batch_size: int,
+    pool: ThreadPoolExecutor,
+    on_failure: Callable[[InputFile, str], None],
+) -> Iterator[list[tuple[InputFile, ScanImage]]]:
+    """Read ahead in threads and yield batches of same-size slices, holding at most a few batches."""
+    window = 4 * batch_size
+    waiting: dict[tuple[int, int], list[tuple[InputFile, ScanImage]]] = {}
+    for start in range(0, len(entries), window):
+        chunk = entries[start : start + window]
+        for entry, scan in zip(chunk, pool.map(_read, chunk)):
+            if isinstance(scan, str):
+                on_failure(entry, scan)
+                continue
+            group = waiting.setdefault(scan.size, [])
+            group.append((entry, scan))
+            if len(group) == batch_size:
+                yield waiting.pop(scan.size)
+    yield from (group for group in waiting.values() if group)
+
+
+def _stats_row(entry: InputFile, prediction: Prediction) -> dict[str, Any]:
+    spacing = prediction.spacing_mm
+    row: dict[str, Any] = {
+        "file": entry.relative,
+        "id": slice_id(entry.path) or "",
+        "height": prediction.mask.shape[0],
+        "width": prediction.mask.shape[1],
+        "row_mm": spacing[0] if spacing else "",
+        "col_mm": spacing[1] if spacing else "",
+    }
+    for label in FOREGROUND:
+        stats = prediction.stats[label.name]
+        row[f"{label.name}_pixels"] = stats.pixels
+        row[f"{label.name}_area_mm2"] = "" if stats.area_mm2 is None else round(stats.area_mm2, 3)
+        row[f"{label.name}_confidence"] = (
+            "" if stats.mean_confidence is None else round(stats.mean_confidence, 4)
+        )
+    return row
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV atomically (temporary file, then rename)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        temp.write_text(buffer.getvalue(), encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def predict(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    out: str | os.PathLike,
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
+    formats: Iterable[str] = ("png",),
+    batch_size: int = 16,
+    device: str = "auto",
+    segmenter: Segmenter | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PredictSummary:
+    """Segment every slice found in ``inputs`` and write the chosen outputs under ``out``.
+
+    Args:
+        inputs: Files, folders or glob patterns (see :func:`collect_inputs`).
+        out: Output folder, created if needed; existing files of the same names are replaced.
+        weights: Any source :func:`segapp.load_model` accepts (ignored when ``segmenter`` is given).
+        formats: Any of ``png``, ``overlay``, ``rle``, or ``all``; ``stats.csv`` is always written.
+        batch_size: Slices per forward pass (slices of one size only).
+        device: ``auto``, ``cpu``, ``cuda``, ``mps``...
+        segmenter: An already loaded model to use instead of loading ``weights``.
+        progress: Show a progress bar.
+        log: Called with one line per skipped or failed input (default: print to stderr).
+
+    Returns:
+        The :class:`PredictSummary`; ``failed`` lists every skipped input with the reason.
+
+    Raises:
+        PredictError: Unknown format, ``batch_size`` below 1, or no readable input at all
+            listed (every input missing or empty).
+        segapp.ModelLoadError: The weights cannot be loaded.
+    """
+    chosen = set()
+    for name in formats:
+        if name == "all":
+            chosen.update(FORMATS)
+        elif name in FORMATS:
+            chosen.add(name)
+        else:
+            raise PredictError(f"unknown format {name!r}; choose from {', '.join(FORMATS)} or all")
+    if batch_size < 1:
+        raise PredictError(f"batch size must be at least 1, got {batch_size}")
+    out_dir = Path(out)
+    entries, problems = collect_inputs(inputs, exclude=out_dir)
+    if not entries:
+        raise PredictError("no image to segment: " + "; ".join(f"{s}: {r}" for s, r in problems))
+    summary = PredictSummary(out=out_dir)
+    bar = None
+
+    def fail(source: str | os.PathLike, reason: str, verb: str = "skipped") -> None:
+        summary.failed.append((os.fspath(source), reason))
+        line = f"{verb} {os.fspath(source)}: {reason}"
+        if log is not None:
+            log(line)
+        elif bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
+    for source, reason in problems:
+        fail(source, reason)
+    if segmenter is None:
+        segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(entries), desc="segmenting", unit="slice")
+
+    def unreadable(entry: InputFile, reason: str) -> None:
+        fail(entry.path, reason)
+        if bar is not None:
+            bar.update(1)
+
+    stats_rows: list[dict[str, Any]] = []
+    submission: list[tuple[str, str, str]] = []
+    pending: deque[tuple[InputFile, Future]] = deque()
+    broken: set[str] = set()
+
+    def settle(limit: int) -> None:
+        """Collect finished writes, waiting while more than ``limit`` are outstanding."""
+        while pending and (len(pending) > limit or pending[0][1].done()):
+            entry, job = pending.popleft()
+            try:
+                job.result()
+            except OSError as exc:  # disk full, permissions: report it, keep going
+                if entry.relative not in broken:
+                    broken.add(entry.relative)
+                    fail(entry.path, f"could not write its output ({exc.strerror or exc})", "failed")
+
+    start = time.perf_counter()
+    # Threads read ahead and write behind while the model runs (PNG coding releases the GIL);
+    # outstanding writes are bounded so memory stays flat over thousands of slices.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for batch in _batches(entries, batch_size, pool, unreadable):
+            predictions = segmenter.predict_batch([scan for _, scan in batch])
+            for (entry, scan), prediction in zip(batch, predictions):
+                mask = prediction.mask
+                if "png" in chosen:
+                    pending.append((entry, pool.submit(save_mask_png, mask, entry.output(out_dir / "masks"))))
+                if "overlay" in chosen:
+                    target = entry.output(out_dir / "overlays")
+                    pending.append((entry, pool.submit(_save_overlay, scan.pixels, mask, target)))
+                if "rle" in chosen:
+                    submission += [
+                        (entry.id, lb.name, rle_encode(mask == lb.id)) for lb in SUBMISSION_CLASSES
+                    ]
+                stats_rows.append(_stats_row(entry, prediction))
+            if bar is not None:
+                bar.update(len(batch))
+            settle(4 * batch_size)
+        settle(0)
+    if bar is not None:
+        bar.close()
+
+    # Tables, sorted so reruns give identical files
+    stats_rows.sort(key=lambda row: row["file"])
+    if stats_rows:
+        header = list(stats_rows[0])
+        _write_csv(out_dir / STATS_NAME, header, ([row[k] for k in header] for row in stats_rows))
+        summary.files["stats"] = str(out_dir / STATS_NAME)
+    if "rle" in chosen:
+        order = {label.name: i for i, label in enumerate(SUBMISSION_CLASSES)}
+        submission.sort(key=lambda row: (row[0], order[row[1]]))
+        _write_csv(out_dir / SUBMISSION_NAME, ("id", "class", "predicted"), submission)
+        summary.files["submission"] = str(out_dir / SUBMISSION_NAME)
+    if "png" in chosen:
+        summary.files["masks"] = str(out_dir / "masks")
+    if "overlay" in chosen:
+        summary.files["overlays"] = str(out_dir / "overlays")
+    summary.predicted = len(stats_rows)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _save_overlay(gray: np.ndarray, mask: np.ndarray, path: Path) -> None:
+    save_png(overlay(gray, mask), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m segapp.predict",
+        description="Segment slices (files, folders, glob patterns) and write masks, overlays, "
+        "a competition submission.csv and stats.csv.",
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob pattern"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--weights", default=DEFAULT_WEIGHTS, help="model folder, .safetensors, .ckpt or hub id"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=(*FORMATS, "all"),
+        help="png: class-id masks (default); overlay: colour overlays; rle: submission.csv; all; repeatable",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = predict(
+            args.inputs,
+            out=args.out,
+            weights=args.weights,
+            formats=args.formats or ("png",),
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except (PredictError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outputs = ", ".join(f"{kind}: {path}" for kind, path in summary.files.items())
+    print(f"{summary.predicted} slices segmented ({summary.images_per_s:.1f} slices/s); {outputs}")
+    if summary.failed:
+        print(f"{len(summary.failed)} input(s) skipped or failed (listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
