@@ -1,0 +1,294 @@
+"""``python -m segapp.bench``: segapp against the usual recipes, in one process, same weights and inputs.
+
+    python -m segapp.bench [--device auto|cpu|cuda] [--weights SOURCE] [--json FILE] [--quick]
+                           [--skip web,training,startup]
+
+Measures (warm-up, repeats, medians):
+
+1. single-slice latency of ``Segmenter.predict`` vs (a) the transformers documentation recipe
+   (``SegformerImageProcessor`` defaults, i.e. 512 x 512, + model + ``post_process_semantic_segmentation``)
+   and (b) the notebook's path (PIL resize to 288, numpy normalisation, fp32 eager model, upsample and
+   argmax on the CPU), with the share of pixels on which our masks agree with (b);
+2. ``predict_batch`` throughput at several batch sizes;
+3. the web path: one ``/segment`` request through ``gradio_client`` vs ``predict`` alone, and
+   throughput with 8 concurrent clients;
+4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
+5. start-up: seconds from launching ``python app.py`` to the first served prediction.
+
+Inputs are phantom slices of the real sizes. CPU timings are only meaningful as ratios within
+one run; GPU timings are absolute for the named card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segapp.phantom import generate_slice
+from segapp.segmenter import Segmenter, pick_device
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = [(266, 266), (360, 310), (234, 234), (276, 276)]  # (width, height), as segapp.phantom takes them
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 2, sync: Callable[[], None] = lambda: None) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _slices(count: int) -> list[np.ndarray]:
+    """Phantom slices with organs, cycling through the real sizes."""
+    return [generate_slice(100 + i, size=SIZES[i % len(SIZES)], empty=False).image8 for i in range(count)]
+
+
+# ----------------------------------------------------------------------------- 1. latency
+
+
+def recipe_transformers(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """(a) The transformers documentation recipe with its defaults (512 x 512)."""
+    from transformers import SegformerImageProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        processor = SegformerImageProcessor()
+
+    @torch.inference_mode()
+    def run(gray: np.ndarray) -> np.ndarray:
+        inputs = processor(images=np.stack([gray] * 3, -1), return_tensors="pt").to(device)
+        outputs = model(**inputs)
+        mask = processor.post_process_semantic_segmentation(outputs, target_sizes=[gray.shape])[0]
+        return mask.cpu().numpy().astype(np.uint8)
+
+    return run
+
+
+def recipe_notebook(model: torch.nn.Module, device: torch.device, size: int = 288) -> Callable[[np.ndarray], np.ndarray]:
+    """(b) The notebook's path: PIL resize, numpy normalisation, fp32 eager, CPU upsample + argmax."""
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+    @torch.inference_mode()
+    def run(gray: np.ndarray) -> np.ndarray:
+        resized = np.asarray(Image.fromarray(gray).convert("RGB").resize((size, size), Image.BILINEAR), np.float32)
+        x = (resized.transpose(2, 0, 1) / 255.0 - mean) / std
+        logits = model(pixel_values=torch.from_numpy(x)[None].to(device)).logits.float().cpu()
+        up = F.interpolate(logits, size=gray.shape, mode="bilinear", align_corners=False)
+        return up.argmax(1)[0].numpy().astype(np.uint8)
+
+    return run
+
+
+def bench_latency(segmenter: Segmenter, slices: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    model, device = segmenter.model, segmenter.device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    paths = {"segapp": lambda g: segmenter.predict(g).mask,
+             "transformers_recipe": recipe_transformers(model, device),
+             "notebook": recipe_notebook(model, device)}
+    per_slice: dict[str, list[float]] = {name: [] for name in paths}
+    for gray in slices:
+        for name, run in paths.items():
+            per_slice[name].append(_median_ms(lambda run=run, gray=gray: run(gray), repeats, sync=sync))
+    agree = [float(np.mean(segmenter.predict(g).mask == paths["notebook"](g))) for g in slices]
+    result = {f"{name}_ms": statistics.median(times) for name, times in per_slice.items()}
+    result["speedup_vs_transformers_recipe"] = result["transformers_recipe_ms"] / result["segapp_ms"]
+    result["speedup_vs_notebook"] = result["notebook_ms"] / result["segapp_ms"]
+    result["pixel_agreement_vs_notebook"] = float(np.mean(agree))
+    result["pixel_agreement_vs_notebook_min"] = float(np.min(agree))
+    return result
+
+
+# ----------------------------------------------------------------------------- 2. throughput
+
+
+def bench_batches(segmenter: Segmenter, slices: list[np.ndarray], sizes: list[int], seconds: float) -> dict[str, float]:
+    result = {}
+    for batch in sizes:
+        segmenter.max_batch_size = batch
+        group = [slices[i % len(slices)] for i in range(batch)]
+        segmenter.predict_batch(group)  # warm-up for this shape
+        start, done = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds or done == 0:
+            segmenter.predict_batch(group)
+            done += batch
+        result[f"batch_{batch}_slices_per_s"] = done / (time.perf_counter() - start)
+    segmenter.max_batch_size = max(sizes)
+    return result
+
+
+# ----------------------------------------------------------------------------- 3. web path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, concurrent: int = 8) -> dict[str, Any]:
+    from gradio_client import Client, handle_file
+
+    from segapp.ui import build_demo, launch_options
+
+    folder = Path(tempfile.mkdtemp(prefix="segapp-bench-web-"))
+    files = []
+    for index, gray in enumerate(slices[:4]):
+        path = folder / f"case1_day1_slice_{index:04d}_{gray.shape[1]}_{gray.shape[0]}_1.50_1.50.png"
+        Image.fromarray(gray).save(path)
+        files.append(path)
+    demo = build_demo(segmenter, examples_dir=None)
+    _, url, _ = demo.launch(**launch_options(port=_free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+
+        def request(path: Path) -> None:
+            client.predict(handle_file(str(path)), api_name="/segment")
+
+        web_ms = statistics.median(_median_ms(lambda p=p: request(p), repeats) for p in files)
+        predict_ms = statistics.median(_median_ms(lambda p=p: segmenter.predict(p), repeats) for p in files)
+        clients = [Client(url, verbose=False) for _ in range(concurrent)]
+        per_client = max(2, repeats)
+
+        def worker(index: int) -> int:
+            for r in range(per_client):
+                clients[index].predict(handle_file(str(files[(index + r) % len(files)])), api_name="/segment")
+            return per_client
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrent) as pool:
+            total = sum(pool.map(worker, range(concurrent)))
+        throughput = total / (time.perf_counter() - start)
+    finally:
+        demo.close()
+    return {"web_request_ms": web_ms, "predict_ms": predict_ms, "web_overhead": web_ms / predict_ms - 1,
+            f"web_{concurrent}_clients_requests_per_s": throughput}
+
+
+# ----------------------------------------------------------------------------- 5. start-up
+
+
+def bench_startup(weights: str, device: str, timeout: float = 120) -> dict[str, float]:
+    from gradio_client import Client, handle_file
+
+    port = _free_port()
+    folder = Path(tempfile.mkdtemp(prefix="segapp-bench-start-"))
+    path = folder / "slice_0001_266_266_1.50_1.50.png"
+    Image.fromarray(_slices(1)[0]).save(path)
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--weights", weights, "--device", device, "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        while True:
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(f"app did not serve within {timeout} s")
+            if process.poll() is not None:
+                raise RuntimeError(f"app exited: {process.stderr.read().decode()[-2000:]}")
+            try:
+                Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(str(path)), api_name="/segment")
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.25)
+        return {"startup_to_first_prediction_s": time.perf_counter() - start}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# ----------------------------------------------------------------------------- 4. training
+
+
+def bench_train(device: str, quick: bool) -> dict[str, Any]:
+    from segapp.bench.training import bench_training
+    from segapp.phantom import generate_dataset
+
+    with tempfile.TemporaryDirectory(prefix="segapp-bench-data-") as tmp:
+        generate_dataset(Path(tmp), train=48 if quick else 240, valid=4, seed=9, progress=False)
+        on_gpu = pick_device(device).type == "cuda"
+        steps = (30 if quick else 300) if on_gpu else (12 if quick else 30)
+        return bench_training(tmp, device=device, steps=steps, plain_steps=steps // 3 if on_gpu else 3)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m segapp.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--weights", default=str(ROOT / "assets" / "model"), help="any weights source")
+    parser.add_argument("--json", help="write all figures to this file")
+    parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
+    args = parser.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    repeats = 3 if args.quick else 15
+    segmenter = Segmenter.from_pretrained(args.weights, device=args.device, max_batch_size=64)
+    device = segmenter.device
+    results: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "weights": args.weights, "quick": args.quick,
+    }
+    slices = _slices(4 if args.quick else 8)
+    print(f"segapp.bench on {results['device_name']} (weights {args.weights})", flush=True)
+
+    results["latency"] = bench_latency(segmenter, slices, repeats)
+    lat = results["latency"]
+    print(f"1. single slice: segapp {lat['segapp_ms']:.1f} ms | transformers recipe {lat['transformers_recipe_ms']:.1f} ms "
+          f"({lat['speedup_vs_transformers_recipe']:.2f}x) | notebook {lat['notebook_ms']:.1f} ms "
+          f"({lat['speedup_vs_notebook']:.2f}x), agreement with notebook {100 * lat['pixel_agreement_vs_notebook']:.2f} %",
+          flush=True)
+
+    batch_sizes = ([1, 16, 64, 256] if device.type == "cuda" else [1, 4, 16]) if not args.quick else [1, 4]
+    results["throughput"] = bench_batches(segmenter, slices, batch_sizes, 0.5 if args.quick else 3.0)
+    print("2. batched: " + ", ".join(f"{k.split('_')[1]}: {v:.1f}/s" for k, v in results["throughput"].items()), flush=True)
+
+    if "web" not in skip:
+        results["web"] = bench_web(segmenter, slices, repeats=2 if args.quick else 8)
+        web = results["web"]
+        print(f"3. web: request {web['web_request_ms']:.1f} ms vs predict {web['predict_ms']:.1f} ms "
+              f"(overhead {100 * web['web_overhead']:.0f} %), 8 clients {web['web_8_clients_requests_per_s']:.1f} req/s",
+              flush=True)
+    if "training" not in skip:
+        results["training"] = bench_train(args.device, args.quick)
+        tr = results["training"]
+        print(f"4. training: segapp {tr['segapp_images_per_s']:.1f} images/s vs plain {tr['plain_images_per_s']:.1f} "
+              f"({tr['ratio']:.2f}x)" + (f", peak {tr['peak_gpu_memory_mib']:.0f} MiB" if tr["peak_gpu_memory_mib"] else ""),
+              flush=True)
+    if "startup" not in skip:
+        results["startup"] = bench_startup(args.weights, args.device)
+        print(f"5. start-up to first served prediction: {results['startup']['startup_to_first_prediction_s']:.1f} s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
