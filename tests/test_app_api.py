@@ -42,17 +42,20 @@ def test_segment_endpoint_returns_the_mask_and_statistics(served, tiny_segmenter
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert list(endpoints) == ["/segment"]  # the page's helper events stay private
 
-    result = client.predict(gradio_client.handle_file(str(path)), api_name="/segment")
-    mask_png, stats, overlay_png, stats_file = result[:4]
+    mask_png, stats = client.predict(gradio_client.handle_file(str(path)), api_name="/segment")
     expected = tiny_segmenter.predict(path)
     with Image.open(mask_png) as mask:
         assert mask.mode == "L" and np.array_equal(np.array(mask), expected.mask)
     for name, figures in expected.stats.items():
         assert stats["classes"][name]["pixels"] == figures.pixels
         assert stats["classes"][name]["area_mm2"] == pytest.approx(figures.area_mm2)
-    assert json.loads(Path(stats_file).read_text()) == stats
-    with Image.open(overlay_png) as overlay:
-        assert overlay.size == (expected.mask.shape[1], expected.mask.shape[0])
+    assert stats["spacing_mm"] == list(expected.spacing_mm)
+    json.dumps(stats)  # plain JSON, no numpy values
+    # A typed spacing overrides the file name's.
+    _, typed = client.predict(gradio_client.handle_file(str(path)), "2 x 1", api_name="/segment")
+    assert typed["spacing_mm"] == [2.0, 1.0]
+    pixels = typed["classes"]["background"]["pixels"]
+    assert typed["classes"]["background"]["area_mm2"] == pytest.approx(pixels * 2.0)
 
 
 def test_segment_endpoint_reports_bad_files_readably(served, tmp_path: Path) -> None:
@@ -63,4 +66,4 @@ def test_segment_endpoint_reports_bad_files_readably(served, tmp_path: Path) -> 
     with pytest.raises(gradio_client.exceptions.AppError, match="PDF document"):
         client.predict(gradio_client.handle_file(str(bad)), api_name="/segment")
     # The server keeps serving after the error.
-    assert client.predict(gradio_client.handle_file(str(served[1])), api_name="/segment")[1] is not None
+    assert client.predict(gradio_client.handle_file(str(served[1])), api_name="/segment")[1]["classes"]

@@ -471,6 +471,26 @@ class Callbacks:
         Raises:
             gradio.Error: With a readable message for every user error or failure.
         """
+        prediction, source = self._predict(file, spacing_text)
+        return self._outputs(prediction, source, opacity, classes)
+
+    def segment_api(self, file: str | None, spacing_text: str | None = "") -> tuple[str, dict[str, Any]]:
+        """The ``/segment`` API: only what a program needs, so the web path stays light.
+
+        Returns:
+            The class-id mask PNG's path (training-mask format) and the statistics dict.
+
+        Raises:
+            gradio.Error: With a readable message for every user error or failure.
+        """
+        prediction, source = self._predict(file, spacing_text)
+        mask_path = new_output_dir(self.output_root) / f"segapp-mask-{_stamp()}.png"
+        # A temporary download removed by delete_cache: no fsync needed.
+        save_mask_png(prediction.mask, mask_path, durable=False)
+        return str(mask_path), stats_payload(prediction, spacing_source=source)
+
+    def _predict(self, file: str | None, spacing_text: str | None) -> tuple[Prediction, str | None]:
+        """Read and segment one upload; every failure becomes a readable :class:`gradio.Error`."""
         scan, source = self.read(file, spacing_text)
         segmenter = self.segmenter()
         try:
@@ -491,7 +511,7 @@ class Callbacks:
             sum(prediction.timings_ms.values()),
             prediction.device,
         )
-        return self._outputs(prediction, source, opacity, classes)
+        return prediction, source
 
     def _outputs(
         self,
@@ -508,8 +528,8 @@ class Callbacks:
         mask_path = folder / f"segapp-mask-{stamp}.png"
         overlay_path = folder / f"segapp-overlay-{stamp}.png"
         stats_path = folder / f"segapp-stats-{stamp}.json"
-        save_mask_png(mask, mask_path)
-        save_png(blended, overlay_path)
+        save_mask_png(mask, mask_path, durable=False)
+        save_png(blended, overlay_path, durable=False)
         stats = stats_payload(prediction, spacing_source=spacing_source)
         stats_path.write_text(json.dumps(stats, indent=2), encoding="utf-8")
         return SegmentOutputs(

@@ -163,6 +163,11 @@ def build_demo(
             about = gr.Markdown(about_markdown(None, None), elem_id="about-text")
         gr.HTML(f'<footer class="app-footer">{NOT_FOR_CLINICAL_USE.replace("**", "")}</footer>')
 
+        # Hidden components of the /segment API event (see segment_api below).
+        api_trigger = gr.Button(visible=False, elem_id="api-trigger")
+        api_mask = gr.File(visible=False, label="Class-id mask PNG")
+        api_stats = gr.JSON(visible=False, label="Statistics")
+
         # Wiring
         results = [
             mask_button,
@@ -199,6 +204,23 @@ def build_demo(
         ) -> list[Any]:
             return list(callbacks.segment(image, spacing_mm, opacity, classes))
 
+        # The API: a lean event of its own on hidden components, so a program receives the mask
+        # file and the statistics without the page's rendered views (each file output is one
+        # more download for gradio_client).
+        def segment_api(image: str | None, spacing_mm: str | None = None) -> tuple[str, dict[str, Any]]:
+            return callbacks.segment_api(image, spacing_mm)
+
+        api_trigger.click(
+            segment_api,
+            inputs=[upload, spacing],
+            outputs=[api_mask, api_stats],
+            api_name="segment",
+            api_description="Segment one MRI slice (image file; optional pixel spacing in mm such as "
+            "'1.5' or '1.5 x 1.63'). Returns the class-id mask PNG (0 background, 1 stomach, 2 small "
+            "bowel, 3 large bowel; the training masks' format) and the statistics.",
+            concurrency_id="model",
+        )
+
         def preview(file: str | None, spacing_text: str):
             return show(callbacks.preview(file, spacing_text))
 
@@ -216,10 +238,7 @@ def build_demo(
             segment,
             inputs=[upload, spacing, opacity, classes],
             outputs=results,
-            api_name="segment",
-            api_description="Segment one MRI slice. Returns the class-id mask PNG (0 background, "
-            "1 stomach, 2 small bowel, 3 large bowel), the statistics, the overlay PNG, the "
-            "statistics JSON file, the three views and the statistics card.",
+            api_visibility="private",
             concurrency_id="model",
         ).success(enable_downloads, outputs=downloads, api_visibility="private", show_progress="hidden")
         upload.upload(
