@@ -48,19 +48,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(266, 266), (360, 310), (234, 234), (276, 276)]  # (width, height), as segapp.phantom takes them
 
 
-def _median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 2, sync: Callable[[], None] = lambda: None) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def _slices(count: int) -> list[np.ndarray]:
     """Phantom slices with organs, cycling through the real sizes."""
     return [generate_slice(100 + i, size=SIZES[i % len(SIZES)], empty=False).image8 for i in range(count)]
@@ -103,6 +90,21 @@ def recipe_notebook(model: torch.nn.Module, device: torch.device, size: int = 28
     return run
 
 
+def _interleaved_ms(runs: dict[str, Callable[[], Any]], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Median ms of each callable, timed round-robin so that load on a shared machine hits all alike."""
+    for run in runs.values():
+        run()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def bench_latency(segmenter: Segmenter, slices: list[np.ndarray], repeats: int) -> dict[str, Any]:
     model, device = segmenter.model, segmenter.device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -111,8 +113,9 @@ def bench_latency(segmenter: Segmenter, slices: list[np.ndarray], repeats: int) 
              "notebook": recipe_notebook(model, device)}
     per_slice: dict[str, list[float]] = {name: [] for name in paths}
     for gray in slices:
-        for name, run in paths.items():
-            per_slice[name].append(_median_ms(lambda run=run, gray=gray: run(gray), repeats, sync=sync))
+        timed = _interleaved_ms({name: (lambda run=run, gray=gray: run(gray)) for name, run in paths.items()}, repeats, sync)
+        for name, value in timed.items():
+            per_slice[name].append(value)
     agree = [float(np.mean(segmenter.predict(g).mask == paths["notebook"](g))) for g in slices]
     result = {f"{name}_ms": statistics.median(times) for name, times in per_slice.items()}
     result["speedup_vs_transformers_recipe"] = result["transformers_recipe_ms"] / result["segapp_ms"]
@@ -156,7 +159,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
 
     folder = Path(tempfile.mkdtemp(prefix="segapp-bench-web-"))
     files = []
-    for index, gray in enumerate(slices[:4]):
+    for index, gray in enumerate(slices[: 2 if repeats <= 3 else 4]):
         path = folder / f"case1_day1_slice_{index:04d}_{gray.shape[1]}_{gray.shape[0]}_1.50_1.50.png"
         Image.fromarray(gray).save(path)
         files.append(path)
@@ -168,10 +171,23 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
         def request(path: Path) -> None:
             client.predict(handle_file(str(path)), api_name="/segment")
 
-        web_ms = statistics.median(_median_ms(lambda p=p: request(p), repeats) for p in files)
-        predict_ms = statistics.median(_median_ms(lambda p=p: segmenter.predict(p), repeats) for p in files)
+        floor_demo, floor_url = _echo_app()
+        floor = Client(floor_url, verbose=False)
+        web, alone, echo = [], [], []
+        for p in files:
+            timed = _interleaved_ms({
+                "web": lambda p=p: request(p),
+                "predict": lambda p=p: segmenter.predict(p),
+                # What any Gradio endpoint costs through gradio_client: upload, queue, a file back.
+                "echo": lambda p=p: floor.predict(handle_file(str(p)), api_name="/echo"),
+            }, repeats, lambda: None)
+            web.append(timed["web"])
+            alone.append(timed["predict"])
+            echo.append(timed["echo"])
+        floor_demo.close()
+        web_ms, predict_ms, echo_ms = statistics.median(web), statistics.median(alone), statistics.median(echo)
         clients = [Client(url, verbose=False) for _ in range(concurrent)]
-        per_client = max(2, repeats)
+        per_client = repeats
 
         def worker(index: int) -> int:
             for r in range(per_client):
@@ -185,7 +201,20 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
     finally:
         demo.close()
     return {"web_request_ms": web_ms, "predict_ms": predict_ms, "web_overhead": web_ms / predict_ms - 1,
+            "gradio_echo_ms": echo_ms, "overhead_beyond_echo": (web_ms - echo_ms) / predict_ms - 1,
             f"web_{concurrent}_clients_requests_per_s": throughput}
+
+
+def _echo_app() -> tuple[Any, str]:
+    """A Gradio app whose endpoint takes a file and returns it: the framework's own floor."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        source, target = gr.File(), gr.File()
+        gr.Button().click(lambda path: path, inputs=source, outputs=target, api_name="echo")
+    demo.queue()
+    _, url, _ = demo.launch(server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    return demo, url
 
 
 # ----------------------------------------------------------------------------- 5. start-up
@@ -247,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    repeats = 3 if args.quick else 15
+    repeats = 3 if args.quick else 11
     segmenter = Segmenter.from_pretrained(args.weights, device=args.device, max_batch_size=64)
     device = segmenter.device
     results: dict[str, Any] = {
@@ -255,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__, "weights": args.weights, "quick": args.quick,
     }
-    slices = _slices(4 if args.quick else 8)
+    slices = _slices(2 if args.quick else 8)
     print(f"segapp.bench on {results['device_name']} (weights {args.weights})", flush=True)
 
     results["latency"] = bench_latency(segmenter, slices, repeats)
@@ -273,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         results["web"] = bench_web(segmenter, slices, repeats=2 if args.quick else 8)
         web = results["web"]
         print(f"3. web: request {web['web_request_ms']:.1f} ms vs predict {web['predict_ms']:.1f} ms "
-              f"(overhead {100 * web['web_overhead']:.0f} %), 8 clients {web['web_8_clients_requests_per_s']:.1f} req/s",
+              f"(overhead {100 * web['web_overhead']:.0f} %; a no-op Gradio file endpoint takes "
+              f"{web['gradio_echo_ms']:.1f} ms), 8 clients {web['web_8_clients_requests_per_s']:.1f} req/s",
               flush=True)
     if "training" not in skip:
         results["training"] = bench_train(args.device, args.quick)

@@ -66,13 +66,13 @@ class PlainDataset(torch.utils.data.Dataset):
 
 
 def bench_plain(data: Path, *, device: torch.device, steps: int, batch_size: int, grad_accum: int,
-                precision: str, image_size: int) -> dict[str, Any]:
+                precision: str, image_size: int, base: str = "scratch") -> dict[str, Any]:
     """Images/s of the plain pipeline for ``steps`` optimizer steps (after 2 warm-up steps)."""
     config = ProcessingConfig(image_size, image_size)
     loader = torch.utils.data.DataLoader(
         PlainDataset(data / "train", config), batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True
     )
-    model = load_model("scratch", device=device).model.train()
+    model = load_model(base, device=device).model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=1e-4)
     amp = resolve_precision(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -110,19 +110,19 @@ def _sync(device: torch.device) -> None:
 
 def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, plain_steps: int = 30,
                    batch_size: int = 6, grad_accum: int = 2, precision: str = "fp16",
-                   image_size: int = 288) -> dict[str, Any]:
+                   image_size: int = 288, base: str = "scratch") -> dict[str, Any]:
     """Run both pipelines; returns images/s of each, their ratio and (CUDA) peak memory."""
     data = Path(data)
     target = pick_device(device)
     with tempfile.TemporaryDirectory(prefix="segapp-bench-") as out:
         config = TrainConfig(
-            data=str(data), out=out, base="scratch", image_size=image_size, batch_size=batch_size,
+            data=str(data), out=out, base=base, image_size=image_size, batch_size=batch_size,
             grad_accum=grad_accum, precision=precision, device=str(target), max_steps=steps,
             epochs=10**6, valid_every=10**6, hausdorff=False, progress=False, log_every=10**9,
         )
         ours = train(config)
     plain = bench_plain(data, device=target, steps=plain_steps, batch_size=batch_size, grad_accum=grad_accum,
-                        precision=precision, image_size=image_size)
+                        precision=precision, image_size=image_size, base=base)
     result = {
         "device": str(target),
         "device_name": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
