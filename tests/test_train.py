@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -186,8 +187,16 @@ def test_ddp_two_cpu_processes(phantom_data: Path, tiny_model_dir: Path, tmp_pat
         "-m", "segapp.train", "--data", str(phantom_data), "--out", str(out), "--base", str(tiny_model_dir),
         "--device", "cpu", "--max-steps", "2", "--no-hausdorff", *TINY_ARGS,
     ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Own process group, so a hang cannot leave torchrun's workers running after the test.
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("DDP smoke run did not finish in 240 s")
+    assert process.returncode == 0, stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert (out / "best" / "model.safetensors").is_file()
