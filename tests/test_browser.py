@@ -95,10 +95,29 @@ def test_upload_segment_example_and_error(browser, page_url: str, slices) -> Non
     page.set_default_timeout(TIMEOUT_MS)
     hosts: set[str] = set()
     page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
+    # Offline means complete, too: no request of the page may fail or be refused (the page
+    # itself aborts its finished event streams: ERR_ABORTED is not a failure).
+    failed: list[str] = []
+    page.on(
+        "requestfailed",
+        lambda request: (
+            "ERR_ABORTED" not in (request.failure or "")
+            and failed.append(f"{request.url} ({request.failure})")
+        ),
+    )
+    page.on(
+        "response",
+        lambda response: response.status >= 400 and failed.append(f"{response.url} {response.status}"),
+    )
     page.goto(page_url)
     page.wait_for_selector("#submit")
     assert "Medical Image Segmentation System" in page.locator("#app-header").inner_text()
     page.wait_for_function("document.querySelector('#app-header').innerText.includes('cpu')")
+    # The theme's font came from the app itself (no font CDN), so the page looks the same offline.
+    page.wait_for_function("document.fonts.status === 'loaded'")
+    assert page.evaluate(
+        "[...document.fonts].some(f => f.family.includes('IBM Plex Sans') && f.status === 'loaded')"
+    )
 
     # Upload a 16-bit slice: the preview reports it as read, then Submit segments it.
     page.locator("#upload input[type=file]").set_input_files(str(slices["upload"]))
@@ -149,4 +168,5 @@ def test_upload_segment_example_and_error(browser, page_url: str, slices) -> Non
     # Everything the page loaded came from the app itself: no CDN, fonts or analytics hosts.
     app_host = urlparse(page_url).netloc
     assert hosts == {app_host}, f"requests left the app: {sorted(hosts - {app_host})}"
+    assert not failed, f"requests of the page failed: {failed}"
     page.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,8 +225,35 @@ def main(
         info["warmup_seconds"],
     )
 
-    # Serve
-    demo.launch(
-        **launch_options(host=args.host, port=args.port, share=args.share, auth=auth, css_path=css_path)
-    )
+    # Serve until Ctrl+C or SIGTERM
+    with closing_on_signals(demo):
+        demo.launch(
+            **launch_options(host=args.host, port=args.port, share=args.share, auth=auth, css_path=css_path)
+        )
     return 0
+
+
+@contextlib.contextmanager
+def closing_on_signals(demo: gr.Blocks) -> Iterator[None]:
+    """While inside, SIGINT or SIGTERM (docker stop, Spaces, systemd) close ``demo`` completely.
+
+    Gradio's own Ctrl+C handling stops the server but leaves the queue's event streams open, so
+    the process ends before the server's shutdown step, which deletes the cached uploads and
+    results. ``demo.close()`` ends the streams first, so that step runs; then KeyboardInterrupt
+    ends Gradio's wait in ``launch()``. The previous handlers are restored on leaving. Handlers
+    can only be set on the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        demo.close()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
