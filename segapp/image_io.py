@@ -534,8 +534,9 @@ def save_png(array: np.ndarray, path: str | os.PathLike, *, durable: bool = True
     destination = Path(os.fsdecode(path))
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Temp file in the same folder so os.replace is a rename on one file system. os.open
-    # with 0o666 lets the umask decide permissions, as for any ordinary new file.
-    temp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+    # with 0o666 lets the umask decide permissions, as for any ordinary new file. Only the
+    # name's start is kept: a destination name near the 255-byte limit must still get a temp.
+    temp = destination.with_name(f".{destination.name[:32]}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fp:

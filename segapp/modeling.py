@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -232,8 +233,21 @@ def _from_folder(folder: Path, *, reset_head: bool) -> Any:
             "label2id": dict(LABEL2ID),
             "ignore_mismatched_sizes": True,
         }
+    from safetensors import SafetensorError
+
     try:
         return SegformerForSemanticSegmentation.from_pretrained(str(folder), **kwargs)
+    except SafetensorError as exc:
+        raise ModelLoadError(
+            f"The weights in {folder} are not a readable safetensors file ({exc}). They may be "
+            "truncated or corrupt: copy them again or re-export them."
+        ) from None
+    except pickle.UnpicklingError:  # a pytorch_model.bin holding objects: torch refused it
+        raise ModelLoadError(
+            f"Refusing to load the weights in {folder}: a pickle file holding Python objects beyond "
+            "plain tensors, and loading those would run arbitrary code. If you trust it, load it once "
+            "yourself and save the model again with save_pretrained (safetensors)."
+        ) from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"Could not load the model in {folder}: {exc}") from None
 
@@ -325,12 +339,13 @@ def load_model(
         kind = "hub"
         processing = _hub_processing(folder, model, reset_head=reset_head)
         card = _read_card(folder)
+    elif _previous(path).is_dir():
+        # A save killed between its two renames (see save_model): the last complete version.
+        log.warning("%s is missing; loading %s, left by an interrupted save", path, _previous(path))
+        return load_model(_previous(path), device=device, reset_head=reset_head)
     else:
-        previous = path.with_name(path.name + ".previous")
-        hint = f" A previous version exists at {previous}." if previous.is_dir() else ""
         raise ModelLoadError(
-            f"Weights not found: '{text}' is neither an existing file or folder nor a hub id "
-            f"(org/name).{hint}"
+            f"Weights not found: '{text}' is neither an existing file or folder nor a hub id (org/name)."
         )
     num_labels = int(model.config.num_labels)
     if num_labels != NUM_LABELS:
@@ -464,6 +479,8 @@ def save_model(
     model = getattr(model, "_orig_mod", model)
     processing = processing or ProcessingConfig()
     model.config.id2label, model.config.label2id = dict(ID2LABEL), dict(LABEL2ID)
+    recover_interrupted_save(target)
+    previous = _previous(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -481,7 +498,6 @@ def save_model(
             extra(tmp)
         _fsync_tree(tmp)
         _publish_permissions(tmp)
-        previous = target.with_name(target.name + ".previous")
         if previous.exists():
             shutil.rmtree(previous)
         if target.exists():
@@ -491,8 +507,29 @@ def save_model(
             shutil.rmtree(previous)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        recover_interrupted_save(target)  # the old folder back if it had been moved aside
         raise
     return target
+
+
+def _previous(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".previous")
+
+
+def recover_interrupted_save(folder: str | os.PathLike[str]) -> bool:
+    """Undo a :func:`save_model` stopped between its two renames (a crash or kill): when only
+    ``<folder>.previous`` exists, rename it back to ``folder``.
+
+    Returns:
+        Whether a folder was put back.
+    """
+    target = Path(folder)
+    previous = _previous(target)
+    if target.exists() or not previous.is_dir():
+        return False
+    os.replace(previous, target)
+    log.warning("restored %s from %s, left by an interrupted save", target, previous)
+    return True
 
 
 def _publish_permissions(folder: Path) -> None:

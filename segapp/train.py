@@ -37,7 +37,14 @@ from segapp.augment import AugmentConfig, augment
 from segapp.data import DataError, TrainSet, ValidSet, load_train_set, load_valid_set
 from segapp.evaluation import evaluate_slices
 from segapp.labels import NUM_LABELS
-from segapp.modeling import DEFAULT_BASE, LoadedModel, ModelLoadError, load_model, save_model
+from segapp.modeling import (
+    DEFAULT_BASE,
+    LoadedModel,
+    ModelLoadError,
+    load_model,
+    recover_interrupted_save,
+    save_model,
+)
 from segapp.processing import ProcessingConfig, normalize
 from segapp.segmenter import Segmenter, pick_device
 
@@ -255,6 +262,9 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
 
     # Model
     resume_state: dict[str, Any] | None = None
+    if config.resume:  # a kill between a save's two renames leaves last.previous / best.previous
+        recover_interrupted_save(out / "last")
+        recover_interrupted_save(out / "best")
     if config.resume and (out / "last").is_dir():
         resume_state = load_state(out / "last")
         loaded = load_model(out / "last", device=device)
@@ -553,6 +563,13 @@ def main(argv: list[str] | None = None) -> int:
         train(config, command=command)
     except (DataError, ModelLoadError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only or vanished run folder
+        print(
+            f"error: {exc}. Free space or make the run folder writable (or choose another --out); "
+            "best/ and last/ still hold their last complete versions (continue with --resume).",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint in RUN_DIR/last is intact; continue with --resume", file=sys.stderr)
