@@ -45,7 +45,7 @@ from segapp.modeling import (
     recover_interrupted_save,
     save_model,
 )
-from segapp.processing import ProcessingConfig, normalize
+from segapp.processing import ProcessingConfig, normalize, preprocess
 from segapp.segmenter import Segmenter, pick_device
 
 STATE_FILE = "training_state.pt"
@@ -297,6 +297,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed * 7919 + dist.rank)
     step, epoch, micro_done, best_score, stale = 0, 0, 0, -1.0, 0
+    best_epoch: int | None = None
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
@@ -304,6 +305,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
         generator.set_state(resume_state["generator"])
         step, epoch, micro_done = resume_state["step"], resume_state["epoch"], resume_state["micro_done"]
         best_score, stale = resume_state["best_score"], resume_state["stale"]
+        best_epoch = resume_state.get("best_epoch")
         torch.set_rng_state(resume_state["rng_cpu"])
         if device.type == "cuda" and resume_state["rng_cuda"].numel():
             torch.cuda.set_rng_state(resume_state["rng_cuda"], device)
@@ -321,7 +323,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "generator": generator.get_state(),
             "step": step, "epoch": epoch, "micro_done": micro_done,
-            "best_score": best_score, "stale": stale,
+            "best_score": best_score, "stale": stale, "best_epoch": best_epoch,
             # Dropout and drop-path draw from the global generators: save them for exact resumes.
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0),
@@ -423,12 +425,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                 model.train()
                 _log(out, {"type": "valid", **metrics})
                 print(
-                    f"epoch {metrics['epoch']}: step {step}, valid mean foreground Dice {metrics['mean_foreground_dice']:.4f} "
+                    f"epoch {metrics['epoch']}: step {step}, valid loss {metrics['loss']:.4f}, "
+                    f"mean foreground Dice {metrics['mean_foreground_dice']:.4f} "
                     + " ".join(f"{k}={v:.3f}" for k, v in metrics["dice"].items() if k != "background")
                 )
                 last_metrics = metrics
                 if metrics["mean_foreground_dice"] > best_score:
-                    best_score, stale = metrics["mean_foreground_dice"], 0
+                    best_score, best_epoch, stale = metrics["mean_foreground_dice"], metrics["epoch"], 0
                     save_checkpoint(out / "best", model, processing, {},
                                     _card(config, metrics, command, len(train_set), n_valid))
                 else:
@@ -456,6 +459,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
 
     summary = {
         "best_mean_foreground_dice": best_score,
+        "best_epoch": best_epoch,
         "last_validation": last_metrics,
         "steps": step,
         "epochs": epoch,
@@ -494,15 +498,41 @@ def validate(
     device: torch.device,
     config: TrainConfig,
 ) -> dict[str, Any]:
-    """Score the model exactly as the inference service would serve it."""
+    """Score the model exactly as the inference service would serve it, plus the training loss."""
     service = Segmenter(
         dataclasses.replace(loaded, model=model, processing=processing),
         device=device, max_batch_size=config.valid_batch_size, warmup=False,
     )
-    return evaluate_slices(
+    metrics = evaluate_slices(
         service, valid_set.scans, valid_set.masks, batch_size=config.valid_batch_size,
         hausdorff=config.hausdorff, progress=config.progress,
     )
+    metrics["loss"] = validation_loss(model, processing, valid_set, device, config.valid_batch_size)
+    return metrics
+
+
+@torch.inference_mode()
+def validation_loss(
+    model: torch.nn.Module, processing: ProcessingConfig, valid_set: ValidSet, device: torch.device, batch_size: int
+) -> float:
+    """The training loss on the validation slices, at the model input size, without augmentation.
+
+    Inputs go through :func:`segapp.processing.preprocess` (the serving path); masks are resized
+    with nearest neighbour, as for training. Returns the mean over slices.
+    """
+    size = (processing.height, processing.width)
+    total = 0.0
+    for start in range(0, len(valid_set), batch_size):
+        scans = valid_set.scans[start : start + batch_size]
+        masks = valid_set.masks[start : start + batch_size]
+        pixel_values = preprocess([scan.pixels for scan in scans], processing, device)  # (B, 3, S, S)
+        labels = torch.cat([
+            F.interpolate(torch.from_numpy(m)[None, None].float(), size=size, mode="nearest")[0].long()
+            for m in masks
+        ]).to(device)  # (B, S, S)
+        logits = model(pixel_values=pixel_values).logits  # (B, C, S/4, S/4)
+        total += segmentation_loss(logits, labels).item() * len(scans)
+    return total / len(valid_set)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -40,12 +40,12 @@ def test_smoke_run_writes_a_servable_model(phantom_data: Path, tiny_model_dir: P
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if r["type"] == "step"] == [1, 2]
     valid = [r for r in lines if r["type"] == "valid"]
-    assert len(valid) == 1 and 0 <= valid[0]["mean_foreground_dice"] <= 1
+    assert len(valid) == 1 and 0 <= valid[0]["mean_foreground_dice"] <= 1 and valid[0]["loss"] > 0
     assert set(valid[0]["dice"]) == {"background", "stomach", "small_bowel", "large_bowel"}
     card = (out / "best" / "README.md").read_text()
     assert "--max-steps 2" in card and "| stomach |" in card
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 2 and summary["train_images_per_s"] > 0
+    assert summary["steps"] == 2 and summary["train_images_per_s"] > 0 and summary["best_epoch"] == 1
     assert json.loads((out / "train_config.json").read_text())["batch_size"] == 2
     # The best folder is what the app serves: it loads and predicts at the slice's size.
     segmenter = Segmenter.from_pretrained(out / "best", device="cpu")
