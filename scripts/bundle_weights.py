@@ -87,7 +87,7 @@ def main() -> int:
     command = (
         f"python -m segapp.phantom --out data/phantom --train {args.train} --valid {args.valid} --seed 1\n"
         f"python -m segapp.phantom --out data/phantom-eval --train 0 --valid {args.eval} --seed 2\n"
-        f"python -m segapp.train --data data/phantom --out runs/bundled --base scratch --batch-size "
+        f"python -m segapp.train --data data/phantom --out runs/bundled --base {args.base} --batch-size "
         f"{args.batch_size} --grad-accum 1 --lr {args.lr} --epochs {epochs} --valid-every {valid_every} "
         "--no-hausdorff\n"
         "python -m segapp.evaluate --data data/phantom-eval/valid --weights runs/bundled/best\n"
@@ -109,8 +109,9 @@ def main() -> int:
         best.model, args.model_out, processing=best.processing, command=command, notes=NOTICE,
         data=(
             f"Synthetic phantom slices from `segapp.phantom`: {args.train} training and {args.valid} "
-            f"validation slices (seed 1, disjoint cases), SegFormer-B0 trained from random "
-            f"initialisation for {summary['epochs']} epochs ({summary['steps']} steps, batch "
+            f"validation slices (seed 1, disjoint cases), SegFormer-B0 "
+            + ("trained from random initialisation" if args.base == "scratch" else f"fine-tuned from `{args.base}`")
+            + f" for {summary['epochs']} epochs ({summary['steps']} steps, batch "
             f"{args.batch_size}, {summary['precision']}) on {device} in {summary['wall_seconds'] / 60:.1f} "
             f"minutes. The figures below are on {result['slices']} slices of a fresh phantom set "
             "(seed 2, never seen in training); about half of them contain no organ, and a class absent "
