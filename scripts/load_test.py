@@ -393,15 +393,57 @@ def run_load(
             "peak": max(values),
             "end": values[-1],
             "growth_after_warmup": values[-1] - warm,
+            "second_half_slope_mib_per_min": _slope_per_minute(sampler.samples[len(sampler.samples) // 2 :]),
         }
     return phase
 
 
-def _burst(
-    url: str, path: Path, clients: Sequence[Any], size: int
-) -> tuple[Counter[str], list[float], list[str]]:
-    """``size`` requests released at once, files uploaded beforehand so that only the queue's
-    answer is timed: (outcome counts, milliseconds to each "busy", the busy answers' text)."""
+def call_segment(
+    url: str, payload: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S
+) -> tuple[str, str, float]:
+    """One ``/segment`` call through Gradio's REST route (``POST /gradio_api/call/segment``, then
+    the event's result stream), as ``curl`` would make it: one session per call.
+
+    Returns:
+        (outcome: ``ok``, ``busy`` or ``app-error: ...``; the server's text for a refusal;
+        milliseconds until the server accepted or refused the request).
+    """
+    import httpx
+
+    t0 = time.perf_counter()
+    joined = httpx.post(url + "gradio_api/call/segment", json={"data": [payload, None]}, timeout=timeout_s)
+    join_ms = (time.perf_counter() - t0) * 1000
+    if joined.status_code == 503:  # the bounded queue is full
+        return BUSY, joined.json().get("detail", joined.text), join_ms
+    joined.raise_for_status()
+    event_id = joined.json()["event_id"]
+    event = None
+    with httpx.stream("GET", f"{url}gradio_api/call/segment/{event_id}", timeout=timeout_s) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = line.removeprefix("data:").strip()
+                return (
+                    ("ok", "", join_ms)
+                    if event == "complete"
+                    else (f"app-error: {data[:160]}", data, join_ms)
+                )
+    return "no result", "", join_ms
+
+
+def _slope_per_minute(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB) samples in MiB per minute: a leak shows as a steady
+    positive slope, a warm cache as none."""
+    if len(samples) < 3:
+        return None
+    seconds, mib = np.asarray(samples, dtype=np.float64).T
+    return float(np.polyfit(seconds, mib, 1)[0] * 60)
+
+
+def _burst(url: str, path: Path, size: int) -> tuple[Counter[str], list[float], list[str]]:
+    """``size`` requests released at once (files uploaded beforehand, so only the queue's answer
+    is timed): (outcome counts, milliseconds to each "busy", the busy answers' text)."""
     data = path.read_bytes()
     payloads = [file_payload(upload(url, path.name, data)) for _ in range(size)]
     outcomes: Counter[str] = Counter()
@@ -412,18 +454,15 @@ def _burst(
 
     def one(index: int) -> None:
         barrier.wait()
-        t0 = time.perf_counter()
         try:
-            segment(clients[index % len(clients)], payloads[index])
-            outcome = "ok"
+            outcome, text, join_ms = call_segment(url, payloads[index])
         except Exception as exc:  # noqa: BLE001 - every answer is counted
-            outcome = classify_error(exc)
-            if outcome == BUSY:
-                with lock:
-                    busy_ms.append((time.perf_counter() - t0) * 1000)
-                    busy_text.append(f"{type(exc).__name__}: {exc}")
+            outcome, text, join_ms = classify_error(exc), "", 0.0
         with lock:
             outcomes[outcome] += 1
+            if outcome == BUSY:
+                busy_ms.append(join_ms)
+                busy_text.append(text)
 
     with ThreadPoolExecutor(size) as pool:
         list(pool.map(one, range(size)))
@@ -433,24 +472,23 @@ def _burst(
 def overload_probe(
     url: str,
     path: Path,
-    downloads: Path,
     *,
     bursts: Sequence[int] = (64, 192),
     rss_pid: int | None = None,
 ) -> Phase:
-    """Bursts of simultaneous requests well beyond the bounded queue: each must be answered or
-    turned away as busy, quickly; resident memory before, during and after each burst."""
+    """Bursts of simultaneous requests well beyond the bounded queue, through the REST route (one
+    session each, as from many ``curl`` users): each must be answered or turned away as busy,
+    quickly; resident memory before, during and after each burst."""
     from segapp.ui.page import CONCURRENCY, QUEUE_SIZE
 
     phase = Phase("overload (queue answers busy)")
-    clients = [new_client(url, downloads) for _ in range(8)]  # sessions shared by the burst
     busy_ms: list[float] = []
     busy_text: list[str] = []
     start = time.perf_counter()
     for number, size in enumerate(bursts, 1):
         before = rss_mib(rss_pid)
         with RssSampler(rss_pid, interval_s=0.25) as sampler:
-            outcomes, times, texts = _burst(url, path, clients, size)
+            outcomes, times, texts = _burst(url, path, size)
         busy_ms += times
         busy_text += texts[:1]
         answered = outcomes.pop("ok", 0)
@@ -468,7 +506,7 @@ def overload_probe(
             "rss_after_mib": rss_mib(rss_pid),
         }
     phase.wall_s = time.perf_counter() - start
-    phase.latency = percentiles(busy_ms)  # how fast "busy" comes back
+    phase.latency = percentiles(busy_ms)  # how fast the server says "busy"
     phase.extra.update(
         queue_size=QUEUE_SIZE, concurrency=CONCURRENCY, busy_answer=busy_text[0] if busy_text else None
     )
@@ -676,7 +714,7 @@ def run(args: argparse.Namespace, url: str, downloads: Path, rss_pid: int | None
     )
     bursts = [int(b) for b in args.bursts.split(",") if b.strip()]
     if bursts:
-        phases.append(overload_probe(url, inputs[0], downloads, bursts=bursts, rss_pid=rss_pid))
+        phases.append(overload_probe(url, inputs[0], bursts=bursts, rss_pid=rss_pid))
         # Afterwards the server answers as before.
         after, _ = reference_masks(url, inputs[:2], downloads)
         phases[-1].extra["same_answers_after"] = all(

@@ -18,6 +18,7 @@ and a model card ``README.md``.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -517,17 +518,23 @@ def _previous(folder: Path) -> Path:
 
 
 def recover_interrupted_save(folder: str | os.PathLike[str]) -> bool:
-    """Undo a :func:`save_model` stopped between its two renames (a crash or kill): when only
-    ``<folder>.previous`` exists, rename it back to ``folder``.
+    """Clean up after :func:`save_model` calls that were killed: remove their unfinished temporary
+    folders, and when one stopped between its two renames (only ``<folder>.previous`` exists),
+    rename that back to ``folder``.
 
     Returns:
         Whether a folder was put back.
     """
     target = Path(folder)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):  # never complete, never read
+        shutil.rmtree(stale, ignore_errors=True)
     previous = _previous(target)
     if target.exists() or not previous.is_dir():
         return False
-    os.replace(previous, target)
+    try:
+        os.replace(previous, target)
+    except FileNotFoundError:  # another process (a DDP rank) put it back first
+        return False
     log.warning("restored %s from %s, left by an interrupted save", target, previous)
     return True
 

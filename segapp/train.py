@@ -594,10 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelLoadError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # disk full, read-only or vanished run folder
+    except OSError as exc:  # disk full, read-only or vanished folder
         print(
-            f"error: {exc}. Free space or make the run folder writable (or choose another --out); "
-            "best/ and last/ still hold their last complete versions (continue with --resume).",
+            f"error: a file could not be read or written: {exc}. Training stopped; best/ and last/ "
+            "keep their last complete versions (free space or fix permissions, then --resume).",
             file=sys.stderr,
         )
         return 2

@@ -173,7 +173,7 @@ def test_load_script_phases_on_a_small_scale(served, load_test, tmp_path: Path) 
     load = load_test.run_load(served, inputs, reference, tmp_path, clients=4, requests=2)
     assert load.requests == load.ok == 8 and not load.errors and load.mismatches == 0
     burst = QUEUE_SIZE + CONCURRENCY + 10
-    overload = load_test.overload_probe(served, inputs[0], tmp_path, bursts=(burst,))
+    overload = load_test.overload_probe(served, inputs[0], bursts=(burst,))
     assert set(overload.errors) == {load_test.BUSY}, overload.errors
     assert 0 < overload.extra["burst_1"]["busy"] <= burst - QUEUE_SIZE
     assert "Queue is full" in overload.extra["busy_answer"]
@@ -463,8 +463,10 @@ def test_a_save_interrupted_between_its_renames_is_recovered(tmp_path: Path, mon
     assert (folder / "model.safetensors").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["best"]
 
-    # A SIGKILL at that point cannot clean up: only best.previous (and the new temp folder) remain.
+    # A SIGKILL at that point cannot clean up: only best.previous and the new temp folder remain.
     os.replace(folder, tmp_path / "best.previous")
+    (tmp_path / ".best.tmp-killed").mkdir()
+    (tmp_path / ".best.tmp-killed" / "model.safetensors").write_bytes(b"half")
     loaded = load_model(folder)  # served from the previous, complete folder
     assert loaded.kind == "folder"
     save_model(make_tiny_model(seed=2), folder)
