@@ -27,6 +27,7 @@ request got an answer other than its result or "busy", or any mask differed.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import html
 import ipaddress
@@ -546,7 +547,12 @@ def send_corpus_file(client: Any, url: str, item: Any, timeout_s: float = REQUES
     """Upload one hostile file under its own (hostile) name and segment it; classify the answer."""
     t0 = time.perf_counter()
     try:
-        mask, stats = segment(client, file_payload(upload(url, item.filename, item.data)), timeout_s)
+        try:
+            mask, stats = segment(client, file_payload(upload(url, item.filename, item.data)), timeout_s)
+        except concurrent.futures.CancelledError:
+            # gradio_client can lose a fast error reply under concurrency (its event-stream reader
+            # sees the job finished before the message): ask once more; the answer is then judged.
+            mask, stats = segment(client, file_payload(upload(url, item.filename, item.data)), timeout_s)
     except Exception as exc:  # noqa: BLE001 - the answer is judged, not raised
         label = classify_error(exc)
         message = label.removeprefix("app-error: ")
