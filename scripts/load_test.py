@@ -436,7 +436,7 @@ def call_segment(
 def _slope_per_minute(samples: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, MiB) samples in MiB per minute: a leak shows as a steady
     positive slope, a warm cache as none."""
-    if len(samples) < 3:
+    if len(samples) < 10:  # too short a stretch to tell a trend from noise
         return None
     seconds, mib = np.asarray(samples, dtype=np.float64).T
     return float(np.polyfit(seconds, mib, 1)[0] * 60)
