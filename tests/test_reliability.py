@@ -181,6 +181,20 @@ def test_load_script_phases_on_a_small_scale(served, load_test, tmp_path: Path) 
         load_test.check_loopback("http://192.0.2.1:7860/")
 
 
+def test_heap_growth_limit_applies_on_glibc_and_yields_to_the_environment(monkeypatch) -> None:
+    """The allocator setting behind the flat soak (test_faults_slow): applied on glibc Linux,
+    left alone when the operator sets MALLOC_MMAP_THRESHOLD_ themselves."""
+    import platform
+
+    from segapp.ui.server import limit_heap_growth
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert limit_heap_growth() is glibc
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert limit_heap_growth() is False
+
+
 # ---------------------------------------------------------------------------- segapp.predict
 
 
