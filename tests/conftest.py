@@ -63,3 +63,14 @@ def phantom_data(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("phantom")
     generate_dataset(folder, train=12, valid=4, seed=5, progress=False)
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: tiny tensors on a shared 2-core machine stall when oversubscribed."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

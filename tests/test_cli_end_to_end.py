@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from segapp.data import find_pairs, read_mask
 from segapp.evaluate import main as evaluate_main
@@ -19,14 +18,7 @@ from segapp.prepare import main as prepare_main
 from segapp.rle import rle_decode
 from segapp.train import main as train_main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors on a shared 2-core machine: one thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_prepare_train_predict_evaluate(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from segapp.data import load_valid_set
 from segapp.evaluate import evaluate, format_table, main
@@ -24,14 +23,7 @@ from segapp.volumes import (
     squared_distance_transform,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors on a shared 2-core machine: one thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_hausdorff(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from segapp.data import read_mask
@@ -17,14 +16,7 @@ from segapp.naming import slice_id
 from segapp.predict import PredictError, collect_inputs, main, predict
 from segapp.rle import rle_decode
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors on a shared 2-core machine: one thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
