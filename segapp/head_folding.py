@@ -12,7 +12,14 @@ small matrix per stage moves the big 1x1 convolution (about 60 % of SegFormer-B0
 288 x 288: 1024 -> 256 channels at 72 x 72) down to each stage's own resolution, with 32 to 256
 input channels instead of 1024. The result equals the original head up to float rounding.
 
-Only for inference: the folded head is built from the current weights and is not trained.
+Two forms share that arithmetic:
+
+- :func:`fold` (inference): W_i P_i and the eval-mode batch norm are computed once into fixed
+  per-stage matrices; the model is not changed.
+- :class:`FoldedTraining` (training): W_i P_i is recomputed from the head's own parameters on
+  every forward (a few 256 x C_i products), so gradients reach P_i and W exactly as in the
+  original head, batch norm keeps using batch statistics, and the saved weights keep the
+  transformers layout. Same function, same gradients, about half the arithmetic per step.
 """
 
 from __future__ import annotations
@@ -26,6 +33,41 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _mix_upsample_sum(
+    states: tuple[torch.Tensor, ...], weights: list[torch.Tensor], reshape_last_stage: bool | None
+) -> torch.Tensor:
+    """sum_i up(conv1x1(states[i], weights[i])): stage features (B, C_i, H_i, W_i) and weights
+    (D, C_i, 1, 1) -> (B, D, H_0, W_0), upsampled bilinearly (align_corners=False, as the head)."""
+    size = states[0].shape[2:]
+    batch = states[-1].shape[0]
+    fused = None
+    for state, weight in zip(states, weights):
+        if reshape_last_stage is False and state.ndim == 3:
+            side = int(math.sqrt(state.shape[1]))
+            state = state.reshape(batch, side, side, -1).permute(0, 3, 1, 2)
+        mixed = F.conv2d(state, weight)  # (B, D, H_i, W_i): mixing before upsampling
+        if mixed.shape[2:] != size:
+            mixed = F.interpolate(mixed, size=size, mode="bilinear", align_corners=False)
+        fused = mixed if fused is None else fused + mixed
+    assert fused is not None
+    return fused
+
+
+def _stage_products(head: nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-stage W_i P_i (D, C_i) and the summed projection bias sum_i W_i b_i (D,), from
+    ``head``'s current parameters (differentiable)."""
+    n, d = head.config.num_encoder_blocks, head.config.decoder_hidden_size
+    fuse = head.linear_fuse.weight.flatten(1)  # (D, n*D); concatenation is in reverse stage order
+    weights, bias = [], None
+    for stage, projection in enumerate(head.linear_projections):
+        block = fuse[:, (n - 1 - stage) * d : (n - stage) * d]  # (D, D)
+        weights.append(block @ projection.proj.weight)
+        term = block @ projection.proj.bias
+        bias = term if bias is None else bias + term
+    assert bias is not None
+    return weights, bias
+
+
 class FoldedDecodeHead(nn.Module):
     """The decode head with projection, fuse convolution and batch norm folded per stage."""
 
@@ -34,37 +76,22 @@ class FoldedDecodeHead(nn.Module):
         super().__init__()
         if head.training:
             raise ValueError("fold the decode head of a model in eval mode (batch norm statistics are folded)")
-        config = head.config
-        n, d = config.num_encoder_blocks, config.decoder_hidden_size
-        fuse = head.linear_fuse.weight.detach().flatten(1)  # (D, n*D); concatenation is in reverse stage order
+        d = head.config.decoder_hidden_size
+        products, projection_bias = _stage_products(head)
         bn = head.batch_norm
-        scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)  # (D,)
-        bias = bn.bias.detach() - scale * bn.running_mean.detach()
-        weights = []
-        for stage, projection in enumerate(head.linear_projections):
-            block = fuse[:, (n - 1 - stage) * d : (n - stage) * d]  # (D, D)
-            weights.append(scale[:, None] * (block @ projection.proj.weight.detach()))  # (D, C_i)
-            bias = bias + scale * (block @ projection.proj.bias.detach())
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (D,)
+        bias = bn.bias - scale * bn.running_mean + scale * projection_bias
+        weights = [scale[:, None] * w for w in products]  # batch norm folded in
         self.stage_weights = nn.ParameterList(
             [nn.Parameter(w[:, :, None, None].contiguous(), requires_grad=False) for w in weights]
         )
         self.bias = nn.Parameter(bias.view(1, d, 1, 1).contiguous(), requires_grad=False)
         self.classifier = head.classifier
-        self.reshape_last_stage = config.reshape_last_stage
+        self.reshape_last_stage = head.config.reshape_last_stage
 
     def forward(self, encoder_hidden_states: tuple[torch.Tensor, ...], **kwargs: Any) -> torch.Tensor:
         """Stage features (B, C_i, H_i, W_i) -> logits (B, num_labels, H_0, W_0)."""
-        size = encoder_hidden_states[0].shape[2:]
-        batch = encoder_hidden_states[-1].shape[0]
-        fused = None
-        for state, weight in zip(encoder_hidden_states, self.stage_weights):
-            if self.reshape_last_stage is False and state.ndim == 3:
-                side = int(math.sqrt(state.shape[1]))
-                state = state.reshape(batch, side, side, -1).permute(0, 3, 1, 2)
-            mixed = F.conv2d(state, weight)  # (B, D, H_i, W_i): mixing before upsampling
-            if mixed.shape[2:] != size:
-                mixed = F.interpolate(mixed, size=size, mode="bilinear", align_corners=False)
-            fused = mixed if fused is None else fused + mixed
+        fused = _mix_upsample_sum(encoder_hidden_states, list(self.stage_weights), self.reshape_last_stage)
         hidden = torch.relu(fused + self.bias)  # (B, D, H_0, W_0)
         return self.classifier(hidden)
 
@@ -92,3 +119,27 @@ def fold(model: nn.Module) -> FoldedSegformer:
     """An exact, faster inference form of a ``SegformerForSemanticSegmentation`` in eval mode."""
     with torch.no_grad():
         return FoldedSegformer(model).eval()
+
+
+class FoldedTraining(nn.Module):
+    """Training form of a ``SegformerForSemanticSegmentation``: the same function and gradients
+    with the decode head's fuse convolution moved before upsampling (see the module docstring).
+
+    Holds the model itself (its parameters are this module's parameters), so an optimizer over
+    ``model.parameters()``, DistributedDataParallel around this wrapper and ``save_model(model)``
+    all work unchanged. Works in train and eval mode (batch norm as in the original head).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
+        """``pixel_values`` (B, 3, H, W) -> ``.logits`` (B, num_labels, H/4, W/4)."""
+        head = self.model.decode_head
+        outputs = self.model.segformer(pixel_values, output_hidden_states=True, return_dict=True)
+        products, bias = _stage_products(head)
+        weights = [w[:, :, None, None] for w in products]
+        fused = _mix_upsample_sum(outputs.hidden_states, weights, head.config.reshape_last_stage)
+        hidden = head.batch_norm(fused + bias.view(1, -1, 1, 1))
+        return SimpleNamespace(logits=head.classifier(head.dropout(head.activation(hidden))))
