@@ -22,6 +22,7 @@ import numpy as np
 
 from segapp.data import DataError, load_valid_set
 from segapp.evaluation import evaluate_slices
+from segapp.files import write_text_atomic
 from segapp.image_io import ScanImage
 from segapp.labels import FOREGROUND
 from segapp.metrics import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
@@ -103,6 +104,7 @@ def evaluate(
     per_slice: bool = False,
     segmenter: Segmenter | None = None,
     progress: bool = True,
+    min_region_px: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on a split folder with ``images/`` and ``masks/``.
 
@@ -116,6 +118,8 @@ def evaluate(
         per_slice: Add ``per_slice``, one dict per slice (see :func:`per_slice_results`).
         segmenter: An already loaded model to use instead of loading ``weights``.
         progress: Show progress bars.
+        min_region_px: Override the weights' small-region clean-up (None: the folder's value;
+            0: off). Ignored when ``segmenter`` is given.
 
     Returns:
         :func:`segapp.evaluation.evaluate_slices`'s dict (``slices``, ``mean_foreground_dice``,
@@ -132,7 +136,9 @@ def evaluate(
     valid = load_valid_set(data, progress=progress)
     source: str | None = None  # what the JSON names as the weights; unknown for a given segmenter
     if segmenter is None:
-        segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+        segmenter = Segmenter.from_pretrained(
+            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px
+        )
         source = str(weights)
     recorder = _Recorder(segmenter)
     result = evaluate_slices(
@@ -148,7 +154,7 @@ def evaluate(
         for key in METRIC_KEYS
         if key in result
     }
-    result.update(weights=source, device=str(segmenter.device))
+    result.update(weights=source, device=str(segmenter.device), min_region_px=segmenter.processing.min_region_px)
     preds = [recorder.masks[id(scan)] for scan in valid.scans]
     if not competition:
         result["competition"] = {"skipped": "not asked for"}
@@ -187,7 +193,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{'mean':<13}" + cells)
     lines.append(
         f"mean foreground Dice {result['mean_foreground_dice']:.4f} over {result['slices']} slices "
-        f"({result['images_per_s']:.1f} slices/s on {result.get('device', '?')})"
+        f"({result['images_per_s']:.1f} slices/s on {result.get('device', '?')}"
+        + (f"; regions under {result['min_region_px']} px removed" if result.get("min_region_px") else "")
+        + ")"
     )
     if scored:
         lines.append(
@@ -228,7 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="write the full result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--min-region-px", type=non_negative_int, default=None,
+                        help="override the weights' small-region clean-up (0: off; default: the folder's value)")
     return parser
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             competition=not args.no_competition,
             per_slice=bool(args.per_slice),
             progress=not args.no_progress,
+            min_region_px=args.min_region_px,
         )
     except (DataError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -251,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.per_slice:
         write_per_slice_csv(result["per_slice"], args.per_slice)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -28,7 +28,6 @@ import io
 import os
 import sys
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from segapp.data import IMAGE_SUFFIXES
-from segapp.evaluate import DEFAULT_WEIGHTS
+from segapp.evaluate import DEFAULT_WEIGHTS, non_negative_int
+from segapp.files import write_text_atomic
 from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.labels import FOREGROUND
 from segapp.modeling import ModelLoadError
@@ -255,13 +255,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, buffer.getvalue())
 
 
 def predict(
@@ -275,6 +269,7 @@ def predict(
     segmenter: Segmenter | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    min_region_px: int | None = None,
 ) -> PredictSummary:
     """Segment every slice found in ``inputs`` and write the chosen outputs under ``out``.
 
@@ -288,6 +283,8 @@ def predict(
         segmenter: An already loaded model to use instead of loading ``weights``.
         progress: Show a progress bar.
         log: Called with one line per skipped or failed input (default: print to stderr).
+        min_region_px: Override the weights' small-region clean-up (None: the folder's value;
+            0: off). Ignored when ``segmenter`` is given.
 
     Returns:
         The :class:`PredictSummary`; ``failed`` lists every skipped input with the reason.
@@ -327,7 +324,9 @@ def predict(
     for source, reason in problems:
         fail(source, reason)
     if segmenter is None:
-        segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+        segmenter = Segmenter.from_pretrained(
+            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         from tqdm.auto import tqdm
@@ -431,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--min-region-px", type=non_negative_int, default=None,
+                        help="override the weights' small-region clean-up (0: off; default: the folder's value)")
     return parser
 
 
@@ -445,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=args.device,
             progress=not args.no_progress,
+            min_region_px=args.min_region_px,
         )
     except (PredictError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,8 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
+
+from segapp.files import write_text_atomic
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
+MIN_REGION_KEY = "segapp_min_region_px"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -31,12 +35,17 @@ class ProcessingConfig:
         width: Model input width in pixels.
         image_mean: Per-channel mean of the 0..1 scaled RGB input.
         image_std: Per-channel standard deviation.
+        min_region_px: Post-processing: predicted regions (8-connected, per class) smaller than
+            this many pixels of the slice become background; 0 turns it off. Chosen per model
+            on its validation split (``python -m segapp.tune_postprocessing``) and stored in
+            the folder as ``segapp_min_region_px``, so every tool applies the same rule.
     """
 
     height: int = 288
     width: int = 288
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
+    min_region_px: int = 0
 
     @classmethod
     def from_dict(cls, data: dict) -> ProcessingConfig:
@@ -54,7 +63,10 @@ class ProcessingConfig:
         std = tuple(float(v) for v in data.get("image_std", IMAGENET_STD))
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"{PREPROCESSOR_FILE}: image_mean/image_std must be 3 values, std > 0")
-        return cls(height=height, width=width, image_mean=mean, image_std=std)  # type: ignore[arg-type]
+        min_region = data.get(MIN_REGION_KEY, 0)
+        if isinstance(min_region, bool) or not isinstance(min_region, int) or min_region < 0:
+            raise ValueError(f"{PREPROCESSOR_FILE}: {MIN_REGION_KEY} must be a whole number >= 0, got {min_region!r}")
+        return cls(height=height, width=width, image_mean=mean, image_std=std, min_region_px=min_region)  # type: ignore[arg-type]
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ProcessingConfig:
@@ -77,12 +89,13 @@ class ProcessingConfig:
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
             "do_reduce_labels": False,
+            # Ignored by transformers' image processor; read by segapp.
+            **({MIN_REGION_KEY: self.min_region_px} if self.min_region_px else {}),
         }
 
     def save(self, folder: str | Path) -> None:
-        """Write ``preprocessor_config.json`` into ``folder``."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        (Path(folder) / PREPROCESSOR_FILE).write_text(text, encoding="utf-8")
+        """Write ``preprocessor_config.json`` into ``folder`` (atomically)."""
+        write_text_atomic(Path(folder) / PREPROCESSOR_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 GrayInput = np.ndarray | torch.Tensor
@@ -194,3 +207,32 @@ def postprocess(
         masks.append(results[index][0])
         confidence.append(results[index][1])
     return masks, confidence
+
+
+_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+
+
+def remove_small_regions(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """Set predicted regions smaller than ``min_px`` pixels to background.
+
+    Args:
+        mask: (H, W) uint8 class ids (0 is background).
+        min_px: Smallest region kept, in pixels of ``mask``; 0 or 1 keeps everything.
+
+    Returns:
+        A new (H, W) uint8 mask; regions are 8-connected and taken per class, so two touching
+        organs are judged separately. Background is never changed.
+    """
+    if min_px <= 1 or not mask.any():
+        return mask.copy()
+    out = mask.copy()
+    for class_id in np.unique(mask):
+        if class_id == 0:
+            continue
+        regions, count = ndimage.label(mask == class_id, structure=_EIGHT_NEIGHBOURS)
+        sizes = np.bincount(regions.ravel(), minlength=count + 1)
+        small = sizes < min_px
+        small[0] = False  # label 0 is everything outside this class
+        if small.any():
+            out[small[regions]] = 0
+    return out

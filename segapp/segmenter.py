@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from segapp.head_folding import fold
 from segapp.image_io import ScanImage, read_image
 from segapp.labels import LABELS
 from segapp.modeling import LoadedModel, load_model, model_summary
-from segapp.processing import postprocess, preprocess
+from segapp.processing import postprocess, preprocess, remove_small_regions
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ class Prediction:
 
     Attributes:
         mask: (H, W) uint8 class ids (0..3) at the input's size.
-        confidence: (H, W) float32 in [0, 1], the probability of the chosen class.
+        confidence: (H, W) float32 in [0, 1], the model's probability for the class it chose
+            (before any small-region clean-up, which only turns pixels into background).
         stats: Class name -> :class:`ClassStats`, every label including background.
         timings_ms: ``preprocess``, ``model``, ``postprocess`` wall times in milliseconds.
         device: Where the model ran (``cpu``, ``cuda:0`` ...).
@@ -141,6 +142,7 @@ class Segmenter:
         max_batch_size: int = 16,
         warmup: bool = True,
         fold_head: bool = True,
+        min_region_px: int | None = None,
     ) -> None:
         """Wrap a loaded model.
 
@@ -151,6 +153,9 @@ class Segmenter:
             warmup: Run one forward pass now, so the first request is not the slow one.
             fold_head: Run the decode head in its folded form (:mod:`segapp.head_folding`):
                 the same logits up to float rounding, about half the arithmetic.
+            min_region_px: Override the model folder's small-region clean-up
+                (:func:`segapp.processing.remove_small_regions`); None keeps the folder's
+                value, 0 turns it off.
         """
         self.device = pick_device(device)
         self.loaded = loaded
@@ -158,6 +163,10 @@ class Segmenter:
         # What runs: the folded inference form, built from the weights as they are now.
         self.network = fold(self.model) if fold_head else self.model
         self.processing = loaded.processing
+        if min_region_px is not None:
+            if min_region_px < 0:
+                raise ValueError(f"min_region_px must be >= 0, got {min_region_px}")
+            self.processing = replace(self.processing, min_region_px=int(min_region_px))
         self.max_batch_size = max(1, int(max_batch_size))
         self._lock = threading.Lock()
         self.load_seconds = 0.0
@@ -177,6 +186,7 @@ class Segmenter:
         max_batch_size: int = 16,
         warmup: bool = True,
         fold_head: bool = True,
+        min_region_px: int | None = None,
     ) -> Segmenter:
         """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
 
@@ -186,7 +196,10 @@ class Segmenter:
         start = time.perf_counter()
         loaded = load_model(source, device=target)
         load_seconds = time.perf_counter() - start
-        segmenter = cls(loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head)
+        segmenter = cls(
+            loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head,
+            min_region_px=min_region_px,
+        )
         segmenter.load_seconds = load_seconds
         return segmenter
 
@@ -213,6 +226,8 @@ class Segmenter:
             start = time.perf_counter()
             masks, confidence = postprocess(logits, sizes)
             masks_np = [m.cpu().numpy() for m in masks]
+            if self.processing.min_region_px > 1:
+                masks_np = [remove_small_regions(m, self.processing.min_region_px) for m in masks_np]
             conf_np = [c.cpu().numpy() for c in confidence]
             timings["postprocess"] = (time.perf_counter() - start) * 1000
         return masks_np, conf_np, timings

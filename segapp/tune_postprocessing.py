@@ -1,0 +1,146 @@
+"""Choose a model's small-region clean-up on its validation split.
+
+    python -m segapp.tune_postprocessing --weights RUN_DIR/best --data DATA_DIR/valid [--write]
+
+Segmentation models leave small stray islands of a class (a few dozen pixels) on slices where
+the organ is absent or elsewhere; on a per-slice Dice such an island costs a whole slice. This
+command predicts the split once, then scores each candidate minimum region size (see
+:func:`segapp.processing.remove_small_regions`) through the same scoring path as
+``segapp.evaluate``, prints the table and, with ``--write``, stores the best value in the model
+folder's ``preprocessor_config.json`` (``segapp_min_region_px``), which the app, ``predict``,
+``evaluate`` and the benchmarks then all apply. Tune on validation data, report on other data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from segapp.data import load_valid_set
+from segapp.evaluation import evaluate_slices
+from segapp.image_io import ScanImage
+from segapp.labels import FOREGROUND
+from segapp.modeling import ModelLoadError
+from segapp.processing import ProcessingConfig, remove_small_regions
+from segapp.segmenter import Prediction, Segmenter
+
+CANDIDATES = (0, 10, 25, 50, 75, 100, 150, 200)
+
+
+class _Replay:
+    """Answers ``predict_batch`` from predictions made once, with the clean-up applied, so each
+    candidate is scored by :func:`segapp.evaluation.evaluate_slices` without rerunning the model."""
+
+    def __init__(self, predictions: dict[int, Prediction], min_region_px: int) -> None:
+        self.predictions = predictions
+        self.min_region_px = min_region_px
+
+    def predict_batch(self, scans: Sequence[ScanImage]) -> list[Prediction]:
+        return [
+            replace(self.predictions[id(scan)], mask=remove_small_regions(self.predictions[id(scan)].mask, self.min_region_px))
+            for scan in scans
+        ]
+
+
+def tune(
+    weights: str,
+    data: str | Path,
+    *,
+    candidates: Sequence[int] = CANDIDATES,
+    device: str = "auto",
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score each minimum region size (pixels, >= 0) on a labelled split.
+
+    Returns:
+        ``{"slices", "current", "best", "results": [{"min_region_px", "mean_foreground_dice",
+        "dice": {class: value}}, ...]}``; ``best`` has the highest mean foreground Dice (the
+        smallest size among equals), ``current`` is the value the weights carry now.
+
+    Raises:
+        ValueError: a candidate is negative or there are none.
+        segapp.data.DataError, segapp.ModelLoadError: unusable data or weights.
+    """
+    sizes = sorted({int(c) for c in candidates})
+    if not sizes or sizes[0] < 0:
+        raise ValueError(f"candidates must be whole numbers >= 0, got {list(candidates)}")
+    valid = load_valid_set(data, progress=progress)
+    segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size, min_region_px=0)
+    current = segmenter.loaded.processing.min_region_px
+    predictions: dict[int, Prediction] = {}
+    for start in range(0, len(valid), batch_size):
+        chunk = valid.scans[start : start + batch_size]
+        for scan, prediction in zip(chunk, segmenter.predict_batch(chunk)):
+            predictions[id(scan)] = prediction
+    results = []
+    for size in sizes:
+        scores = evaluate_slices(_Replay(predictions, size), valid.scans, valid.masks,  # type: ignore[arg-type]
+                                 batch_size=batch_size, hausdorff=False)
+        results.append({
+            "min_region_px": size,
+            "mean_foreground_dice": scores["mean_foreground_dice"],
+            "dice": {label.name: scores["dice"][label.name] for label in FOREGROUND},
+        })
+    best = max(results, key=lambda r: (r["mean_foreground_dice"], -r["min_region_px"]))["min_region_px"]
+    return {"slices": len(valid), "current": current, "best": best, "results": results}
+
+
+def write_min_region(folder: str | Path, min_region_px: int) -> None:
+    """Store ``min_region_px`` in a model folder's ``preprocessor_config.json`` (atomic write;
+    every other setting is kept)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"--write needs a model folder with config.json; {folder} is not one")
+    config = ProcessingConfig.from_folder(folder)
+    replace(config, min_region_px=int(min_region_px)).save(folder)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The candidates as a text table, the best one marked."""
+    lines = [f"{'min region px':>13}  {'mean fg Dice':>12}  " + "  ".join(f"{label.name:>11}" for label in FOREGROUND)]
+    for row in result["results"]:
+        mark = "  <- best" if row["min_region_px"] == result["best"] else ""
+        lines.append(
+            f"{row['min_region_px']:>13}  {row['mean_foreground_dice']:>12.4f}  "
+            + "  ".join(f"{row['dice'][label.name]:>11.4f}" for label in FOREGROUND) + mark
+        )
+    lines.append(f"{result['slices']} slices; the weights carry min_region_px={result['current']} now")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segapp.tune_postprocessing", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="model folder (or any source load_model accepts, without --write)")
+    parser.add_argument("--data", required=True, help="labelled validation split with images/ and masks/ (not your test data)")
+    parser.add_argument("--candidates", default=",".join(map(str, CANDIDATES)),
+                        help="comma-separated minimum region sizes in pixels to try (default: %(default)s)")
+    parser.add_argument("--write", action="store_true", help="store the best value in the model folder")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        candidates = [int(v) for v in args.candidates.split(",") if v.strip()]
+        result = tune(args.weights, args.data, candidates=candidates, device=args.device,
+                      batch_size=args.batch_size, progress=not args.no_progress)
+        print(format_table(result))
+        if args.write:
+            write_min_region(args.weights, result["best"])
+            print(f"wrote min_region_px={result['best']} to {Path(args.weights) / 'preprocessor_config.json'}")
+    except (ValueError, ModelLoadError) as exc:  # DataError is a ValueError; so is bad --candidates text
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
