@@ -46,6 +46,7 @@ from segapp.modeling import ModelLoadError
 from segapp.naming import slice_id
 from segapp.render import overlay
 from segapp.rle import rle_encode
+from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Prediction, Segmenter
 
 FORMATS = ("png", "overlay", "rle")
@@ -270,6 +271,7 @@ def predict(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     min_region_px: int | None = None,
+    compile: str = "off",
 ) -> PredictSummary:
     """Segment every slice found in ``inputs`` and write the chosen outputs under ``out``.
 
@@ -285,6 +287,8 @@ def predict(
         log: Called with one line per skipped or failed input (default: print to stderr).
         min_region_px: Override the weights' small-region clean-up (None: the folder's value;
             0: off). Ignored when ``segmenter`` is given.
+        compile: ``torch.compile`` mode (:class:`~segapp.segmenter.Segmenter`); pays off for
+            large folders on a GPU. Ignored when ``segmenter`` is given.
 
     Returns:
         The :class:`PredictSummary`; ``failed`` lists every skipped input with the reason.
@@ -325,7 +329,7 @@ def predict(
         fail(source, reason)
     if segmenter is None:
         segmenter = Segmenter.from_pretrained(
-            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px
+            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, compile=compile
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress:
@@ -432,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--min-region-px", type=non_negative_int, default=None,
                         help="override the weights' small-region clean-up (0: off; default: the folder's value)")
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                        help="torch.compile the model first (worth it for large folders on a GPU; default off)")
     return parser
 
 
@@ -447,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             progress=not args.no_progress,
             min_region_px=args.min_region_px,
+            compile=args.compile,
         )
     except (PredictError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

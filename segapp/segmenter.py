@@ -10,6 +10,7 @@ Typical use::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -27,6 +28,7 @@ from segapp.image_io import ScanImage, read_image
 from segapp.labels import LABELS
 from segapp.modeling import LoadedModel, load_model, model_summary
 from segapp.processing import postprocess, preprocess, remove_small_regions
+from segapp.runtime import COMPILE_MODES
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,8 @@ class Segmenter:
 
     Calls from several threads are safe: the model step is serialised by a lock
     (one device, one stream), while reading and post-processing run in the callers'
-    threads.
+    threads. Concurrent :meth:`predict` calls are combined into batches (see
+    :meth:`predict`), so a busy server runs one forward pass for many requests.
     """
 
     def __init__(
@@ -143,6 +146,8 @@ class Segmenter:
         warmup: bool = True,
         fold_head: bool = True,
         min_region_px: int | None = None,
+        combine_requests: bool = True,
+        compile: str = "off",
     ) -> None:
         """Wrap a loaded model.
 
@@ -156,12 +161,25 @@ class Segmenter:
             min_region_px: Override the model folder's small-region clean-up
                 (:func:`segapp.processing.remove_small_regions`); None keeps the folder's
                 value, 0 turns it off.
+            combine_requests: Let concurrent :meth:`predict` calls share forward passes.
+            compile: ``off``, or a ``torch.compile`` mode (``default``, ``reduce-overhead``
+                for CUDA graphs, ``max-autotune``). Batches are padded to a power of two, so
+                only a few shapes are compiled; with ``warmup`` all of them are compiled now
+                (seconds to minutes) instead of at the first requests of each size.
         """
         self.device = pick_device(device)
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()  # one move; no-op when already there
         # What runs: the folded inference form, built from the weights as they are now.
         self.network = fold(self.model) if fold_head else self.model
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+        self.compile = compile
+        self._logits = self._eager_logits
+        if compile != "off":
+            # Fixed shapes (dynamic=False): one specialised graph per batch bucket, and with
+            # reduce-overhead one CUDA graph each, which removes the per-kernel launch cost.
+            self._logits = torch.compile(self._eager_logits, mode=compile, dynamic=False)
         self.processing = loaded.processing
         if min_region_px is not None:
             if min_region_px < 0:
@@ -169,12 +187,17 @@ class Segmenter:
             self.processing = replace(self.processing, min_region_px=int(min_region_px))
         self.max_batch_size = max(1, int(max_batch_size))
         self._lock = threading.Lock()
+        self.combine_requests = combine_requests
+        self._pending: collections.deque[_Ticket] = collections.deque()
+        self._pending_lock = threading.Lock()
+        self._leader_lock = threading.Lock()
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
         if warmup:
             start = time.perf_counter()
             probe = np.tile(np.arange(self.processing.width, dtype=np.uint8), (self.processing.height, 1))
-            self._forward([probe])
+            for bucket in self._buckets() if compile != "off" else [1]:
+                self._forward([probe] * bucket)
             self.warmup_seconds = time.perf_counter() - start
 
     @classmethod
@@ -187,6 +210,8 @@ class Segmenter:
         warmup: bool = True,
         fold_head: bool = True,
         min_region_px: int | None = None,
+        combine_requests: bool = True,
+        compile: str = "off",
     ) -> Segmenter:
         """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
 
@@ -198,7 +223,7 @@ class Segmenter:
         load_seconds = time.perf_counter() - start
         segmenter = cls(
             loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head,
-            min_region_px=min_region_px,
+            min_region_px=min_region_px, combine_requests=combine_requests, compile=compile,
         )
         segmenter.load_seconds = load_seconds
         return segmenter
@@ -219,8 +244,13 @@ class Segmenter:
             self._sync()
             timings["preprocess"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
+            batch = pixel_values.shape[0]
+            if self.compile != "off":  # pad to the bucket size: no new compilation per batch size
+                bucket = next(b for b in self._buckets() if b >= batch)
+                if bucket > batch:
+                    pixel_values = torch.cat([pixel_values, pixel_values[-1:].expand(bucket - batch, -1, -1, -1)])
             with self._autocast():
-                logits = self.network(pixel_values=pixel_values).logits  # (B, C, h/4, w/4)
+                logits = self._logits(pixel_values)[:batch]  # (B, C, h/4, w/4)
             self._sync()
             timings["model"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
@@ -231,6 +261,14 @@ class Segmenter:
             conf_np = [c.cpu().numpy() for c in confidence]
             timings["postprocess"] = (time.perf_counter() - start) * 1000
         return masks_np, conf_np, timings
+
+    def _eager_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.network(pixel_values=pixel_values).logits
+
+    def _buckets(self) -> list[int]:
+        """Batch sizes compiled for: powers of two up to ``max_batch_size`` (and it)."""
+        sizes = [1 << i for i in range(self.max_batch_size.bit_length()) if 1 << i < self.max_batch_size]
+        return [*sizes, self.max_batch_size]
 
     def _forward_fitting(self, pixels: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
         """:meth:`_forward`, halving the batch on device out-of-memory until it fits (then
@@ -261,6 +299,11 @@ class Segmenter:
     def predict(self, image: ImageSource) -> Prediction:
         """Segment one slice.
 
+        Concurrent calls are combined: each call queues its slice, and whichever caller finds
+        the model free runs everything queued (up to ``max_batch_size``) as one batch and hands
+        each caller its own result. A lone call runs at once, with no waiting for company; under
+        load, slices that arrived while the model was busy share the next forward pass.
+
         Args:
             image: A :class:`ScanImage`, or anything :func:`segapp.read_image` reads.
 
@@ -270,7 +313,36 @@ class Segmenter:
         Raises:
             segapp.InvalidImageError: the input is not a usable image.
         """
-        return self.predict_batch([image])[0]
+        scan = self._as_scan(image)
+        if not self.combine_requests:
+            return self.predict_batch([scan])[0]
+        ticket = _Ticket(scan)
+        with self._pending_lock:
+            self._pending.append(ticket)
+        while not ticket.done:
+            with self._leader_lock:  # callers queue here while a batch runs
+                if ticket.done:  # a previous leader served this call
+                    break
+                with self._pending_lock:
+                    batch = [self._pending.popleft() for _ in range(min(len(self._pending), self.max_batch_size))]
+                self._serve(batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
+
+    def _serve(self, batch: list[_Ticket]) -> None:
+        """Run one combined batch and give every ticket its result (or the batch's error)."""
+        try:
+            results = self.predict_batch([ticket.scan for ticket in batch])
+        except BaseException as exc:  # every waiting caller gets the failure, none hangs
+            for ticket in batch:
+                ticket.error, ticket.done = exc, True
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for ticket, result in zip(batch, results):
+            ticket.result, ticket.done = result, True
 
     def predict_batch(self, images: Sequence[ImageSource]) -> list[Prediction]:
         """Segment many slices, ``max_batch_size`` at a time; sizes may differ.
@@ -295,6 +367,16 @@ class Segmenter:
             warmup_seconds=round(self.warmup_seconds, 3),
         )
         return info
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One queued :meth:`Segmenter.predict` call (written by the leader under its lock)."""
+
+    scan: ScanImage
+    result: Prediction | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 def _chunks(items: Sequence[ScanImage], size: int) -> Iterator[Sequence[ScanImage]]:

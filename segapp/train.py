@@ -48,6 +48,7 @@ from segapp.modeling import (
     save_model,
 )
 from segapp.processing import ProcessingConfig, normalize, preprocess
+from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Segmenter, pick_device
 
 STATE_FILE = "training_state.pt"
@@ -89,6 +90,7 @@ class TrainConfig:
     augment: bool = _opt(True, "random affine and intensity augmentation")
     data_on_device: str = _opt("auto", "keep the decoded data set on the GPU: auto (when it fits), yes, no", choices=["auto", "yes", "no"])
     fold_head: bool = _opt(True, "train the decode head in its folded form: same function and gradients, about half the arithmetic (segapp.head_folding)")
+    compile: str = _opt("off", "torch.compile the training forward pass (off, default, max-autotune, reduce-overhead); compiles for minutes first, pays off on long GPU runs", choices=list(COMPILE_MODES))
     cudnn_benchmark: bool = _opt(True, "let cuDNN pick the fastest convolution algorithms (fixed input size)")
     progress: bool = _opt(True, "show progress bars")
     resume: bool = _opt(False, "continue from RUN_DIR/last/ (saved configuration, optimizer, step, RNG)")
@@ -97,7 +99,8 @@ class TrainConfig:
 
 # Options a resumed run may change; the rest must match the saved run.
 RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
-             "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head"}
+             "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head",
+             "compile"}
 
 
 class TrainingError(RuntimeError):
@@ -319,8 +322,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     train_model: torch.nn.Module = FoldedTraining(model) if config.fold_head else model
     if dist.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if config.compile != "off":
+        # Fixed batch shape except an epoch's last batch (one more compilation); the parameters
+        # stay the model's own, so optimizer, checkpoints and validation are unchanged. Compiled
+        # around DDP, as PyTorch recommends.
+        train_model = torch.compile(train_model, mode=config.compile, dynamic=False)  # type: ignore[assignment]
     aug_config = AugmentConfig()
 
     def state_dict() -> dict[str, Any]:

@@ -365,3 +365,52 @@ def test_importing_app_loads_no_model() -> None:
     assert isinstance(app.demo, gr.Blocks)
     assert not app.segmenter.loaded
     assert app.segmenter.source == (os.environ.get("SEGAPP_WEIGHTS") or str(app.DEFAULT_WEIGHTS))
+
+
+class _RecordingDemo:
+    """Stands in for the page in ``main``: records queue settings and launch, serves nothing."""
+
+    def __init__(self) -> None:
+        self.queue_calls: list[dict] = []
+        self.launched = False
+
+    def queue(self, **kwargs):
+        self.queue_calls.append(kwargs)
+        return self
+
+    def launch(self, **kwargs) -> None:
+        self.launched = True
+
+    def close(self) -> None:
+        pass
+
+
+def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_dir: Path) -> None:
+    from segapp.ui.page import CONCURRENCY, QUEUE_SIZE
+
+    seen = {}
+
+    def loader(source, device, **options):
+        from segapp.segmenter import Segmenter
+
+        seen.update(options)
+        return Segmenter.from_pretrained(source, device=device)
+
+    demo = _RecordingDemo()
+    assert main(demo, LazySegmenter("x", loader=loader), ["--weights", str(tiny_model_dir), "--device", "cpu"]) == 0
+    assert demo.launched and seen == {}
+    assert demo.queue_calls[-1] == {"max_size": QUEUE_SIZE, "default_concurrency_limit": CONCURRENCY}
+    demo = _RecordingDemo()
+    args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--concurrency", "24", "--compile", "reduce-overhead"]
+    assert main(demo, LazySegmenter("x", loader=loader), args) == 0
+    assert seen == {"compile": "reduce-overhead"}
+    assert demo.queue_calls[-1] == {"max_size": 48, "default_concurrency_limit": 24}
+
+
+def test_main_refuses_bad_concurrency_and_compile(capsys) -> None:
+    demo = _RecordingDemo()
+    assert main(demo, LazySegmenter("x"), ["--concurrency", "0"]) == 2
+    assert "--concurrency must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--compile", "fast"])
+    assert not demo.launched

@@ -132,3 +132,121 @@ def test_out_of_memory_falls_back_to_smaller_batches(tiny_model_dir: Path, monke
         assert prediction.mask.shape == image.shape
         assert np.array_equal(prediction.mask, real([image])[0][0])
     assert sizes[0] == 7 and max(sizes[1:]) <= 4 and segmenter.max_batch_size <= 2
+
+
+def _count_batches(segmenter: Segmenter, monkeypatch, delay: float = 0.0) -> list[int]:
+    """Record the size of every forward pass (optionally slowed, so calls pile up)."""
+    import time
+
+    sizes: list[int] = []
+    forward = segmenter._forward
+
+    def counting(pixels):
+        sizes.append(len(pixels))
+        time.sleep(delay)
+        return forward(pixels)
+
+    monkeypatch.setattr(segmenter, "_forward", counting)
+    return sizes
+
+
+def test_concurrent_calls_share_forward_passes_and_keep_their_own_results(tiny_model_dir: Path, monkeypatch) -> None:
+    segmenter = Segmenter.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=8)
+    images = [_slice(64 + 8 * (s % 3), 64, s) for s in range(16)]  # three sizes, one batch
+    expected = [segmenter.predict_batch([im])[0] for im in images]
+    sizes = _count_batches(segmenter, monkeypatch, delay=0.05)
+    import threading
+
+    barrier = threading.Barrier(len(images))
+
+    def call(image):
+        barrier.wait()
+        return segmenter.predict(image)
+
+    with ThreadPoolExecutor(max_workers=len(images)) as pool:
+        results = list(pool.map(call, images))
+    for image, want, got in zip(images, expected, results):
+        assert got.mask.shape == image.shape
+        assert np.array_equal(got.mask, want.mask)
+        assert got.stats["background"].pixels == want.stats["background"].pixels
+    assert sum(sizes) == len(images)
+    assert max(sizes) > 1 and max(sizes) <= 8, sizes  # combined, within max_batch_size
+    assert len(sizes) < len(images)
+
+
+def test_a_lone_call_runs_alone_and_combining_can_be_switched_off(tiny_model_dir: Path, monkeypatch) -> None:
+    segmenter = Segmenter.from_pretrained(tiny_model_dir, device="cpu")
+    sizes = _count_batches(segmenter, monkeypatch)
+    segmenter.predict(_slice(64, 64))
+    assert sizes == [1]
+    plain = Segmenter.from_pretrained(tiny_model_dir, device="cpu", combine_requests=False)
+    plain_sizes = _count_batches(plain, monkeypatch, delay=0.02)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(plain.predict, [_slice(64, 64, s) for s in range(4)]))
+    assert plain_sizes == [1, 1, 1, 1]
+
+
+def test_a_failing_combined_batch_fails_every_waiting_call_and_the_next_call_works(tiny_model_dir: Path, monkeypatch) -> None:
+    import threading
+    import time
+
+    segmenter = Segmenter.from_pretrained(tiny_model_dir, device="cpu")
+    forward = segmenter._forward
+    broken = threading.Event()
+    broken.set()
+
+    def flaky(pixels):
+        time.sleep(0.05)
+        if broken.is_set():
+            raise RuntimeError("device lost")
+        return forward(pixels)
+
+    monkeypatch.setattr(segmenter, "_forward", flaky)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(segmenter.predict, _slice(64, 64, s)) for s in range(6)]
+        errors = [f.exception(timeout=30) for f in futures]
+    assert all(isinstance(e, RuntimeError) and "device lost" in str(e) for e in errors)
+    broken.clear()
+    assert segmenter.predict(_slice(64, 64)).mask.shape == (64, 64)
+
+
+def test_compiled_mode_pads_batches_to_a_few_shapes_and_warms_them_all(tiny_model_dir: Path, monkeypatch) -> None:
+    """The plumbing around torch.compile (buckets, padding, slicing, warm-up); inductor itself
+    takes minutes on 2 cores, so it stands in here as a shape recorder (real compile: slow test)."""
+    shapes: list[int] = []
+
+    def fake_compile(fn, **options):
+        assert options == {"mode": "reduce-overhead", "dynamic": False}
+
+        def run(pixel_values):
+            shapes.append(pixel_values.shape[0])
+            return fn(pixel_values)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    compiled = Segmenter.from_pretrained(tiny_model_dir, device="cpu", compile="reduce-overhead", max_batch_size=6)
+    assert compiled._buckets() == [1, 2, 4, 6]
+    assert shapes == [1, 2, 4, 6], "warm-up compiles every bucket before serving"
+    shapes.clear()
+    eager = Segmenter.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=6)
+    images = [_slice(64, 64, s) for s in range(5)]
+    for count in (1, 3, 5):
+        got = compiled.predict_batch(images[:count])
+        want = eager.predict_batch(images[:count])
+        assert len(got) == count
+        for g, w in zip(got, want):
+            assert np.array_equal(g.mask, w.mask)
+    assert shapes == [1, 4, 6]  # 3 -> 4 and 5 -> 6: padded, then cut back
+    with pytest.raises(ValueError, match="compile must be one of"):
+        Segmenter.from_pretrained(tiny_model_dir, device="cpu", compile="fast")
+
+
+@pytest.mark.slow
+def test_real_torch_compile_gives_the_same_masks(tiny_model_dir: Path) -> None:
+    compiled = Segmenter.from_pretrained(tiny_model_dir, device="cpu", compile="default", max_batch_size=2)
+    eager = Segmenter.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=2)
+    images = [_slice(70, 60, s) for s in range(3)]
+    for g, w in zip(compiled.predict_batch(images), eager.predict_batch(images)):
+        assert np.mean(g.mask == w.mask) > 0.999
+        assert np.allclose(g.confidence, w.confidence, atol=1e-4)

@@ -200,3 +200,26 @@ def test_ddp_two_cpu_processes(phantom_data: Path, tiny_model_dir: Path, tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert (out / "best" / "model.safetensors").is_file()
+
+
+def test_compile_and_fold_head_options_reach_the_training_step(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """--compile wraps the (folded) training forward; inductor itself is too slow for 2 cores,
+    so torch.compile is replaced by a recorder that runs the module eagerly."""
+    from segapp.head_folding import FoldedTraining
+
+    compiled = []
+
+    def fake_compile(module, **options):
+        compiled.append((type(module), options))
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    assert _train(phantom_data, tmp_path / "c", tiny_model_dir, "--max-steps", "2", "--compile", "max-autotune") == 0
+    assert compiled == [(FoldedTraining, {"mode": "max-autotune", "dynamic": False})]
+    assert json.loads((tmp_path / "c" / "train_config.json").read_text())["compile"] == "max-autotune"
+    compiled.clear()
+    assert _train(phantom_data, tmp_path / "plain", tiny_model_dir, "--max-steps", "2", "--no-fold-head") == 0
+    assert compiled == []
+    assert Segmenter.from_pretrained(tmp_path / "plain" / "best", device="cpu").predict(
+        next((phantom_data / "valid" / "images").iterdir())
+    ).mask.ndim == 2

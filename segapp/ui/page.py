@@ -32,7 +32,8 @@ SUBTITLE = "AI-Powered GI Tract Segmentation"
 # Uploads and results leave Gradio's cache this long after they were written (checked every minute).
 DELETE_CACHE = (60, 300)
 QUEUE_SIZE = 32  # requests waiting at most; more get Gradio's "queue is full" message
-CONCURRENCY = 4  # handlers running at once; the model step itself is serialised by the Segmenter
+CONCURRENCY = 4  # handlers running at once off CUDA; the model step itself is serialised by the Segmenter
+CUDA_CONCURRENCY = 16  # on a GPU: up to 16 concurrent requests share one forward pass (Segmenter.predict)
 STATE_TTL_S = 1800  # a session's last prediction is dropped after this long without an update
 IMAGE_HEIGHT = 440
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segapp.runtime import COMPILE_MODES, DEVICES
+from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, QUEUE_SIZE
 from segapp.ui.theme import load_css, make_theme
 
 if TYPE_CHECKING:
@@ -25,7 +27,6 @@ log = logging.getLogger("segapp.ui")
 WEIGHTS_ENV = "SEGAPP_WEIGHTS"
 AUTH_ENV = "SEGAPP_AUTH"
 MAX_FILE_SIZE = "50mb"  # a slice is well under 1 MB; this only stops abuse
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class LazySegmenter:
@@ -41,16 +42,21 @@ class LazySegmenter:
         *,
         device: str = "auto",
         loader: Callable[..., Segmenter] | None = None,
+        compile: str = "off",
     ) -> None:
         """Remember what to load; nothing is loaded yet.
 
         Args:
             source: Anything :func:`segapp.load_model` accepts (folder, file, hub id).
             device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            loader: ``(source, device=...) -> Segmenter``; defaults to ``Segmenter.from_pretrained``.
+            loader: ``(source, device=..., compile=...) -> Segmenter``; defaults to
+                ``Segmenter.from_pretrained``.
+            compile: ``torch.compile`` mode for the model (``off`` by default; see
+                :class:`~segapp.segmenter.Segmenter`).
         """
         self.source = os.fspath(source)
         self.device = device
+        self.compile = compile
         self._loader = loader
         self._segmenter: Segmenter | None = None
         self._lock = threading.Lock()
@@ -60,8 +66,10 @@ class LazySegmenter:
         """Whether the model has been created."""
         return self._segmenter is not None
 
-    def configure(self, *, source: str | os.PathLike[str] | None = None, device: str | None = None) -> None:
-        """Change source or device before the first call.
+    def configure(
+        self, *, source: str | os.PathLike[str] | None = None, device: str | None = None, compile: str | None = None
+    ) -> None:
+        """Change source, device or compile mode before the first call.
 
         Raises:
             RuntimeError: The model is already loaded.
@@ -72,6 +80,8 @@ class LazySegmenter:
             self.source = os.fspath(source)
         if device is not None:
             self.device = device
+        if compile is not None:
+            self.compile = compile
 
     def __call__(self) -> Segmenter:
         """The Segmenter, loading it on the first call.
@@ -87,7 +97,8 @@ class LazySegmenter:
                         from segapp.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
-                    self._segmenter = loader(self.source, device=self.device)
+                    options = {"compile": self.compile} if self.compile != "off" else {}
+                    self._segmenter = loader(self.source, device=self.device, **options)
         return self._segmenter
 
 
@@ -141,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--device", default="auto", help=f"one of {', '.join(DEVICES)} or e.g. cuda:1 (default auto)"
+    )
+    parser.add_argument(
+        "--compile",
+        default="off",
+        choices=COMPILE_MODES,
+        help="torch.compile the model at start-up (reduce-overhead: CUDA graphs; start-up takes "
+        "longer, requests get faster on a GPU; default off)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"requests handled at once; concurrent ones share forward passes (default "
+        f"{CUDA_CONCURRENCY} on CUDA, {CONCURRENCY} otherwise)",
     )
     return parser
 
@@ -224,7 +250,10 @@ def main(
     except ValueError as exc:
         print(f"segapp: {exc}", file=sys.stderr)
         return 2
-    segmenter.configure(source=args.weights, device=args.device)
+    if args.concurrency is not None and args.concurrency < 1:
+        print("segapp: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    segmenter.configure(source=args.weights, device=args.device, compile=args.compile)
     limit_heap_growth()  # before the model and the first request allocate
 
     # Model: loaded and warmed up once, before the first visitor
@@ -242,6 +271,10 @@ def main(
         print(f"segapp: cannot start, the model could not be loaded.\n{exc}{hint}", file=sys.stderr)
         return 2
     info = loaded.describe()
+    # Handlers at once = most requests one forward pass can combine (Segmenter.predict).
+    concurrency = args.concurrency or (CUDA_CONCURRENCY if loaded.device.type == "cuda" else CONCURRENCY)
+    demo.queue(max_size=max(QUEUE_SIZE, 2 * concurrency), default_concurrency_limit=concurrency)
+    log.info("serving %d requests at once, %d more queued at most", concurrency, max(QUEUE_SIZE, 2 * concurrency))
     log.info(
         "SegFormer-%s ready on %s (load %.1f s, warm-up %.1f s)",
         str(info["variant"]).upper(),
