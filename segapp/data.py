@@ -24,7 +24,7 @@ from segapp.image_io import InvalidImageError, ScanImage, read_image
 from segapp.labels import NUM_LABELS
 from segapp.processing import ProcessingConfig, resize_gray
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")  # all read_image reads
 
 
 class DataError(ValueError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -208,13 +209,14 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def write_per_slice_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Write :func:`per_slice_results` rows as CSV (None as an empty cell)."""
+    """Write :func:`per_slice_results` rows as CSV (None as an empty cell), atomically."""
     if not rows:
         return
-    with Path(path).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def build_parser() -> argparse.ArgumentParser:

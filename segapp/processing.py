@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from segapp.files import write_text_atomic
 
@@ -225,6 +224,8 @@ def remove_small_regions(mask: np.ndarray, min_px: int) -> np.ndarray:
     """
     if min_px <= 1 or not mask.any():
         return mask.copy()
+    from scipy import ndimage  # only models that use the clean-up need scipy loaded
+
     out = mask.copy()
     for class_id in np.unique(mask):
         if class_id == 0:

@@ -25,6 +25,26 @@ def test_bench_quick_writes_json(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert 0 <= latency["pixel_agreement_vs_notebook"] <= 1
     assert latency["speedup_vs_notebook"] == latency["notebook_ms"] / latency["segapp_ms"]
     assert set(result["throughput"]) == {"batch_1_slices_per_s", "batch_4_slices_per_s"}
+    concurrency = result["concurrency"]
+    assert concurrency["clients"] == 4 and concurrency["combined_slices_per_s"] > 0
+    assert concurrency["speedup"] == concurrency["combined_slices_per_s"] / concurrency["one_by_one_slices_per_s"]
+    assert set(concurrency["lone_request_ms"]) == {"combined", "one_by_one"}
+    assert "compiled" not in result
+
+
+def test_bench_compiled_section(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """--compile adds the compiled-vs-eager figures (torch.compile stands in as a pass-through:
+    inductor takes minutes on 2 cores)."""
+    import torch
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)
+    out = tmp_path / "bench.json"
+    assert bench_main(["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "training,web,startup",
+                       "--compile", "reduce-overhead", "--json", str(out)]) == 0
+    compiled = json.loads(out.read_text())["compiled"]
+    assert compiled["mode"] == "reduce-overhead" and compiled["batch"] == 4
+    assert compiled["compiled_ms"] > 0 and compiled["compiled_batch_slices_per_s"] > 0
+    assert compiled["pixel_agreement"] == 1.0  # the same eager model underneath
 
 
 @pytest.mark.slow

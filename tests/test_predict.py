@@ -170,3 +170,17 @@ def test_cli_exit_status(
     assert "no image to segment" in capsys.readouterr().err
     with pytest.raises(PredictError, match="unknown format"):
         predict([slices], out=tmp_path / "d", formats=["jpeg"], progress=False)
+
+
+def test_folder_scans_include_every_format_read_image_reads(tmp_path: Path, tiny_segmenter) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    gray = (np.arange(64 * 48) % 251).astype(np.uint8).reshape(48, 64)
+    for suffix in (".png", ".gif", ".bmp", ".webp", ".tif"):
+        Image.fromarray(gray).save(folder / f"slice_{suffix[1:]}{suffix}")  # distinct output names
+    (folder / "notes.txt").write_text("not a slice")
+    files, problems = collect_inputs([folder])
+    assert sorted(f.relative for f in files) == sorted(f"slice_{s}.{s}" for s in ("png", "gif", "bmp", "webp", "tif"))
+    assert problems == []
+    summary = predict([folder], out=tmp_path / "out", segmenter=tiny_segmenter, progress=False)
+    assert summary.predicted == 5 and not summary.failed

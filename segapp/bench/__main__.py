@@ -1,7 +1,7 @@
 """``python -m segapp.bench``: segapp against the usual recipes, in one process, same weights and inputs.
 
     python -m segapp.bench [--device auto|cpu|cuda] [--weights SOURCE] [--json FILE] [--quick]
-                           [--skip web,training,startup]
+                           [--skip web,training,startup] [--compile reduce-overhead]
 
 Measures (warm-up, repeats, medians):
 
@@ -9,7 +9,9 @@ Measures (warm-up, repeats, medians):
    (``SegformerImageProcessor`` defaults, i.e. 512 x 512, + model + ``post_process_semantic_segmentation``)
    and (b) the notebook's path (PIL resize to 288, numpy normalisation, fp32 eager model, upsample and
    argmax on the CPU), with the share of pixels on which our masks agree with (b);
-2. ``predict_batch`` throughput at several batch sizes;
+2. ``predict_batch`` throughput at several batch sizes; 16 threads calling ``predict`` at once,
+   combined into shared forward passes vs one by one; with ``--compile MODE``, a compiled
+   Segmenter against the eager one (latency, batch throughput, agreement);
 3. the web path: one ``/segment`` request through ``gradio_client`` vs ``predict`` alone, and
    throughput with 8 concurrent clients;
 4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
@@ -42,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segapp.phantom import generate_slice
+from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Segmenter, pick_device
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +144,64 @@ def bench_batches(segmenter: Segmenter, slices: list[np.ndarray], sizes: list[in
         result[f"batch_{batch}_slices_per_s"] = done / (time.perf_counter() - start)
     segmenter.max_batch_size = max(sizes)
     return result
+
+
+def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: int, per_client: int) -> dict[str, Any]:
+    """``clients`` threads calling ``predict`` at once: combined (the service's default) vs one
+    by one (``combine_requests=False``), same model; plus a lone call's latency in both modes."""
+    from segapp.segmenter import Segmenter as _Segmenter
+
+    combined = segmenter
+    single = _Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=clients,
+                        combine_requests=False, compile=segmenter.compile)
+    saved_batch = combined.max_batch_size
+    combined.max_batch_size = clients
+    result: dict[str, Any] = {"clients": clients}
+    try:
+        for name, target in (("one_by_one", single), ("combined", combined)):
+            target.predict(slices[0])  # warm-up
+
+            def worker(index: int, target: Segmenter = target) -> int:
+                for r in range(per_client):
+                    target.predict(slices[(index + r) % len(slices)])
+                return per_client
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                total = sum(pool.map(worker, range(clients)))
+            result[f"{name}_slices_per_s"] = total / (time.perf_counter() - start)
+        sync = (lambda: torch.cuda.synchronize(segmenter.device)) if segmenter.device.type == "cuda" else (lambda: None)
+        lone = _interleaved_ms({"one_by_one": lambda: single.predict(slices[0]),
+                                "combined": lambda: combined.predict(slices[0])}, 11, sync)
+    finally:
+        combined.max_batch_size = saved_batch
+    result["speedup"] = result["combined_slices_per_s"] / result["one_by_one_slices_per_s"]
+    result["lone_request_ms"] = lone
+    return result
+
+
+def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, repeats: int, *, quick: bool) -> dict[str, Any]:
+    """A ``torch.compile``'d Segmenter (same loaded model) against the eager one."""
+    from segapp.segmenter import Segmenter as _Segmenter
+
+    batch = 4 if quick else 16
+    start = time.perf_counter()
+    compiled = _Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=batch, compile=mode)
+    compile_seconds = time.perf_counter() - start
+    sync = (lambda: torch.cuda.synchronize(segmenter.device)) if segmenter.device.type == "cuda" else (lambda: None)
+    eager_batch = segmenter.max_batch_size
+    segmenter.max_batch_size = batch
+    try:
+        ms = _interleaved_ms({"compiled": lambda: compiled.predict(slices[0]),
+                              "eager": lambda: segmenter.predict(slices[0])}, repeats, sync)
+        throughput = bench_batches(compiled, slices, [batch], 0.5 if quick else 3.0)[f"batch_{batch}_slices_per_s"]
+        eager_throughput = bench_batches(segmenter, slices, [batch], 0.5 if quick else 3.0)[f"batch_{batch}_slices_per_s"]
+    finally:
+        segmenter.max_batch_size = eager_batch
+    agree = [float(np.mean(compiled.predict(g).mask == segmenter.predict(g).mask)) for g in slices]
+    return {"mode": mode, "compile_seconds": compile_seconds, "compiled_ms": ms["compiled"], "eager_ms": ms["eager"],
+            "batch": batch, "compiled_batch_slices_per_s": throughput, "eager_batch_slices_per_s": eager_throughput,
+            "pixel_agreement": float(np.mean(agree))}
 
 
 # ----------------------------------------------------------------------------- 3. web path
@@ -274,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all figures to this file")
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
+    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                        help="also time a torch.compile'd Segmenter in this mode against the eager one")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     repeats = 3 if args.quick else 11
@@ -297,6 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     batch_sizes = ([1, 16, 64, 256] if device.type == "cuda" else [1, 4, 16]) if not args.quick else [1, 4]
     results["throughput"] = bench_batches(segmenter, slices, batch_sizes, 0.5 if args.quick else 3.0)
     print("2. batched: " + ", ".join(f"{k.split('_')[1]}: {v:.1f}/s" for k, v in results["throughput"].items()), flush=True)
+    clients = 4 if args.quick else 16
+    results["concurrency"] = bench_concurrency(segmenter, slices, clients, per_client=2 if args.quick else 16)
+    con = results["concurrency"]
+    print(f"2b. {clients} concurrent callers: combined {con['combined_slices_per_s']:.1f}/s vs one by one "
+          f"{con['one_by_one_slices_per_s']:.1f}/s ({con['speedup']:.2f}x); a lone call "
+          f"{con['lone_request_ms']['combined']:.1f} ms vs {con['lone_request_ms']['one_by_one']:.1f} ms", flush=True)
+    if args.compile != "off":
+        results["compiled"] = bench_compiled(segmenter, slices, args.compile, repeats, quick=args.quick)
+        comp = results["compiled"]
+        print(f"2c. compiled ({args.compile}, {comp['compile_seconds']:.0f} s to compile): single slice "
+              f"{comp['compiled_ms']:.2f} ms vs eager {comp['eager_ms']:.2f} ms; batch {comp['batch']} "
+              f"{comp['compiled_batch_slices_per_s']:.0f}/s vs {comp['eager_batch_slices_per_s']:.0f}/s; "
+              f"agreement {100 * comp['pixel_agreement']:.3f} %", flush=True)
 
     if "web" not in skip:
         results["web"] = bench_web(segmenter, slices, repeats=2 if args.quick else 8)
