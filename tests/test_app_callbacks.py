@@ -414,3 +414,32 @@ def test_main_refuses_bad_concurrency_and_compile(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--compile", "fast"])
     assert not demo.launched
+
+
+def test_cache_sets_survive_additions_while_the_cleaner_walks_them(tiny_segmenter, tmp_path: Path) -> None:
+    from gradio.route_utils import delete_files_created_by_app
+
+    from segapp.ui import build_demo
+    from segapp.ui.page import SnapshotSet
+
+    demo = build_demo(tiny_segmenter, examples_dir=None, output_root=tmp_path / "out")
+    sets = demo.temp_file_sets
+    assert sets and all(isinstance(s, SnapshotSet) for s in sets)
+    assert any(s is demo.upload_file_set for s in sets)
+    component_sets = [b.temp_files for b in demo.blocks.values() if isinstance(b, gr.components.Component)]
+    assert component_sets and all(any(c is s for s in sets) for c in component_sets)
+    # A plain set fails when it grows during a walk; these walk a snapshot.
+    plain, guarded = {"a", "b"}, SnapshotSet({"a", "b"})
+    with pytest.raises(RuntimeError, match="changed size"):
+        for _ in plain:
+            plain.add("c")
+    for _ in guarded:
+        guarded.add("c")
+    assert guarded == {"a", "b", "c"}
+    # Gradio's own cleaner still deletes through them: an upload added mid-walk is kept for later.
+    old = tmp_path / "old.png"
+    old.write_bytes(b"x")
+    demo.upload_file_set.add(str(old))
+    delete_files_created_by_app(demo, None)
+    assert not old.exists() and str(old) not in demo.upload_file_set
+    assert isinstance(demo.upload_file_set, SnapshotSet)

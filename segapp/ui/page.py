@@ -283,7 +283,38 @@ def build_demo(
         demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    guard_cache_sets(demo)
     return demo
+
+
+class SnapshotSet(set):
+    """A set that iterates over a copy of itself (the copy is one C call, atomic under the GIL).
+
+    Gradio's cache cleaner walks the sets of cached file names in a worker thread while uploads
+    and results add to them; with a plain set that walk fails with "Set changed size during
+    iteration", and the failure ends the clean-up schedule for good, so from then on uploads
+    stay on disk (found by a load test at short clean-up ages).
+    """
+
+    def __iter__(self):
+        return set.__iter__(set.copy(self))
+
+
+def guard_cache_sets(demo: gr.Blocks) -> None:
+    """Replace every cached-file set of ``demo`` (uploads, each component's files) by a
+    :class:`SnapshotSet` with the same contents, wherever Gradio holds it."""
+    guarded: dict[int, SnapshotSet] = {}
+
+    def guard(files: set) -> SnapshotSet:
+        if isinstance(files, SnapshotSet):
+            return files
+        return guarded.setdefault(id(files), SnapshotSet(files))
+
+    demo.upload_file_set = guard(demo.upload_file_set)
+    for block in demo.blocks.values():
+        if isinstance(getattr(block, "temp_files", None), set):
+            block.temp_files = guard(block.temp_files)
+    demo.temp_file_sets = [guard(files) for files in demo.temp_file_sets]
 
 
 def _image(label: str, elem_id: str) -> gr.Image:
