@@ -456,6 +456,10 @@ class Serving:
         self.demo = demo
         self.options: dict = {}
 
+    def queue(self, **options):
+        self.demo.queue(**options)
+        return self
+
     def launch(self, **options) -> None:
         self.options = options
         self.demo.launch(**options, prevent_thread_lock=True, quiet=True)
