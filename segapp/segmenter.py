@@ -256,10 +256,11 @@ class Segmenter:
             start = time.perf_counter()
             masks, confidence = postprocess(logits, sizes)
             masks_np = [m.cpu().numpy() for m in masks]
-            if self.processing.min_region_px > 1:
-                masks_np = [remove_small_regions(m, self.processing.min_region_px) for m in masks_np]
             conf_np = [c.cpu().numpy() for c in confidence]
-            timings["postprocess"] = (time.perf_counter() - start) * 1000
+        # CPU-only clean-up outside the model lock, so it never holds up the next batch.
+        if self.processing.min_region_px > 1:
+            masks_np = [remove_small_regions(m, self.processing.min_region_px) for m in masks_np]
+        timings["postprocess"] = (time.perf_counter() - start) * 1000
         return masks_np, conf_np, timings
 
     def _eager_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
