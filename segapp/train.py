@@ -48,6 +48,7 @@ from segapp.modeling import (
     save_model,
 )
 from segapp.processing import ProcessingConfig, normalize, preprocess
+from segapp.run_log import TENSORBOARD_CHOICES, TENSORBOARD_MISSING, RunLog, RunLogError, tensorboard_available
 from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Segmenter, pick_device
 
@@ -84,6 +85,7 @@ class TrainConfig:
     valid_every: int = _opt(1, "validate every N epochs (and at the end)")
     early_stop: int = _opt(0, "stop after N validations without improvement (0: off)")
     log_every: int = _opt(50, "write a metrics line every N optimizer steps")
+    tensorboard: str = _opt("auto", "also write TensorBoard event files to RUN_DIR/tensorboard: auto (when the tensorboard package is installed), yes, no", choices=list(TENSORBOARD_CHOICES))
     checkpoint_every: int = _opt(0, "also save last/ every N optimizer steps (0: at epoch ends only)")
     valid_batch_size: int = _opt(16, "slices per forward pass in validation")
     hausdorff: bool = _opt(True, "compute Hausdorff 95 in validation")
@@ -100,7 +102,7 @@ class TrainConfig:
 # Options a resumed run may change; the rest must match the saved run.
 RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
              "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head",
-             "compile"}
+             "compile", "tensorboard"}
 
 
 class TrainingError(RuntimeError):
@@ -209,11 +211,6 @@ def _data_on_device(train_set: TrainSet, device: torch.device, mode: str) -> boo
     return train_set.nbytes < 0.25 * free  # leave the rest to the model
 
 
-def _log(out: Path, record: dict[str, Any]) -> None:
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
 def _card(config: TrainConfig, metrics: dict[str, Any] | None, command: str, n_train: int, n_valid: int) -> dict[str, Any]:
     data = config.description or f"Data folder `{Path(config.data).name}`"
     data += f" ({n_train} training and {n_valid} validation slices)."
@@ -239,6 +236,8 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     """
     if not config.data or not config.out:
         raise TrainingError("Both --data and --out are required.")
+    if config.tensorboard == "yes" and not tensorboard_available():
+        raise TrainingError(TENSORBOARD_MISSING)  # before minutes of data decoding
     dist, device = setup_distributed(config.device)
     if config.max_minutes and dist.world > 1:
         # Processes would stop at different steps and wait on each other forever.
@@ -282,6 +281,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        log: RunLog | None = RunLog(
+            out, config.tensorboard, resume_step=resume_state["step"] if resume_state is not None else None
+        )
+        if log.tensorboard_dir is not None:
+            print(f"TensorBoard: tensorboard --logdir {log.tensorboard_dir}")
+    else:
+        log = None
 
     # Optimizer
     optimizer = torch.optim.AdamW(
@@ -305,6 +311,15 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     step, epoch, micro_done, best_score, stale = 0, 0, 0, -1.0, 0
     best_epoch: int | None = None
     if resume_state is not None:
+        saved_total = resume_state["scheduler"].get("total_steps")
+        if config.scheduler == "onecycle" and saved_total is not None and saved_total != max(total_steps, 2):
+            # OneCycle's shape is fixed by its length: stepping past it fails, and a new length
+            # would jump the learning rate mid-run.
+            raise TrainingError(
+                f"This run's OneCycle schedule is {saved_total} steps long; with these --epochs/--max-steps "
+                f"it would be {total_steps}. Resume with the original values, or start a new run from "
+                f"{out / 'last'} with --base."
+            )
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         scaler.load_state_dict(resume_state["scaler"])
@@ -413,7 +428,8 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                     mean_loss = running.item() / (config.log_every * config.grad_accum)
                     running.zero_()
                     rate = epoch_images / max(elapsed, 1e-9)
-                    _log(out, {"type": "step", "step": step, "epoch": epoch + 1, "loss": mean_loss,
+                    assert log is not None
+                    log.write({"type": "step", "step": step, "epoch": epoch + 1, "loss": mean_loss,
                                "lr": scheduler.get_last_lr()[0], "images_per_s": rate})
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}")
@@ -436,7 +452,8 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
                 metrics = validate(model, loaded, processing, valid_set, device, config)
                 metrics.update(epoch=epoch if micro_done == 0 else epoch + 1, step=step)
                 model.train()
-                _log(out, {"type": "valid", **metrics})
+                assert log is not None
+                log.write({"type": "valid", **metrics})
                 print(
                     f"epoch {metrics['epoch']}: step {step}, valid loss {metrics['loss']:.4f}, "
                     f"mean foreground Dice {metrics['mean_foreground_dice']:.4f} "
@@ -465,6 +482,8 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
             f"{max(1, config.batch_size // 2)} --grad-accum {config.grad_accum * 2} (same effective batch)."
         ) from None
     finally:
+        if log is not None:
+            log.close()
         if dist.world > 1:
             import torch.distributed as tdist
 
@@ -604,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(argv)
         command = "python -m segapp.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         train(config, command=command)
-    except (DataError, ModelLoadError, TrainingError) as exc:
+    except (DataError, ModelLoadError, TrainingError, RunLogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only or vanished folder

@@ -77,6 +77,15 @@ def test_resume_refuses_changed_settings(phantom_data: Path, tiny_model_dir: Pat
         config_from_args(["--out", str(out), "--resume", "--lr", "0.1"])
 
 
+def test_resume_refuses_a_different_onecycle_length(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert _train(phantom_data, out, tiny_model_dir, "--max-steps", "2", "--no-hausdorff") == 0
+    before = (out / "last" / "training_state.pt").read_bytes()
+    assert main(["--out", str(out), "--resume", "--max-steps", "5"]) == 2
+    assert "OneCycle schedule is 2 steps long" in capsys.readouterr().err
+    assert (out / "last" / "training_state.pt").read_bytes() == before  # nothing overwritten
+
+
 def _copy_data(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
