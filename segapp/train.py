@@ -48,7 +48,13 @@ from segapp.modeling import (
     save_model,
 )
 from segapp.processing import ProcessingConfig, normalize, preprocess
-from segapp.run_log import TENSORBOARD_CHOICES, TENSORBOARD_MISSING, RunLog, RunLogError, tensorboard_available
+from segapp.run_log import (
+    TENSORBOARD_CHOICES,
+    TENSORBOARD_MISSING,
+    RunLog,
+    RunLogError,
+    tensorboard_available,
+)
 from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Segmenter, pick_device
 

@@ -16,7 +16,7 @@ from segapp.train import main
 class FakeWriter:
     """Records what torch's SummaryWriter would be asked to write."""
 
-    instances: list["FakeWriter"] = []
+    instances: list[FakeWriter] = []
 
     def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
         self.log_dir, self.purge_step = log_dir, purge_step
