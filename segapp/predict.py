@@ -46,7 +46,7 @@ from segapp.modeling import ModelLoadError
 from segapp.naming import slice_id
 from segapp.render import overlay
 from segapp.rle import rle_encode
-from segapp.runtime import COMPILE_MODES
+from segapp.runtime import COMPILE_MODES, RUNTIMES
 from segapp.segmenter import Prediction, Segmenter
 
 FORMATS = ("png", "overlay", "rle")
@@ -272,6 +272,7 @@ def predict(
     log: Callable[[str], None] | None = None,
     min_region_px: int | None = None,
     compile: str = "off",
+    runtime: str = "torch",
 ) -> PredictSummary:
     """Segment every slice found in ``inputs`` and write the chosen outputs under ``out``.
 
@@ -289,13 +290,15 @@ def predict(
             0: off). Ignored when ``segmenter`` is given.
         compile: ``torch.compile`` mode (:class:`~segapp.segmenter.Segmenter`); pays off for
             large folders on a GPU. Ignored when ``segmenter`` is given.
+        runtime: ``torch``, or ``onnx`` (ONNX Runtime on the CPU; optional extra). Ignored
+            when ``segmenter`` is given.
 
     Returns:
         The :class:`PredictSummary`; ``failed`` lists every skipped input with the reason.
 
     Raises:
-        PredictError: Unknown format, ``batch_size`` below 1, or no readable input at all
-            listed (every input missing or empty).
+        PredictError: Unknown format, ``batch_size`` below 1, no readable input at all
+            listed (every input missing or empty), or a runtime that cannot run here.
         segapp.ModelLoadError: The weights cannot be loaded.
     """
     chosen = set()
@@ -328,9 +331,15 @@ def predict(
     for source, reason in problems:
         fail(source, reason)
     if segmenter is None:
-        segmenter = Segmenter.from_pretrained(
-            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, compile=compile
-        )
+        from segapp.onnx_runtime import OnnxExportError, OnnxUnavailableError
+
+        try:
+            segmenter = Segmenter.from_pretrained(
+                weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px,
+                compile=compile, runtime=runtime,
+            )
+        except (ValueError, OnnxUnavailableError, OnnxExportError) as exc:  # option combinations
+            raise PredictError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         from tqdm.auto import tqdm
@@ -438,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override the weights' small-region clean-up (0: off; default: the folder's value)")
     parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
                         help="torch.compile the model first (worth it for large folders on a GPU; default off)")
+    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
+                        help='torch (default), or onnx: ONNX Runtime on the CPU, faster there (pip install "segapp[onnx]")')
     return parser
 
 
@@ -454,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             min_region_px=args.min_region_px,
             compile=args.compile,
+            runtime=args.runtime,
         )
     except (PredictError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)

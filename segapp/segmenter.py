@@ -16,9 +16,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,10 @@ from segapp.image_io import ScanImage, read_image
 from segapp.labels import LABELS
 from segapp.modeling import LoadedModel, load_model, model_summary
 from segapp.processing import postprocess, preprocess, remove_small_regions
-from segapp.runtime import COMPILE_MODES
+from segapp.runtime import COMPILE_MODES, RUNTIMES
+
+if TYPE_CHECKING:
+    from segapp.onnx_runtime import OnnxLogits
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,7 @@ class Segmenter:
         min_region_px: int | None = None,
         combine_requests: bool = True,
         compile: str = "off",
+        runtime: str = "torch",
     ) -> None:
         """Wrap a loaded model.
 
@@ -166,6 +170,9 @@ class Segmenter:
                 for CUDA graphs, ``max-autotune``). Batches are padded to a power of two, so
                 only a few shapes are compiled; with ``warmup`` all of them are compiled now
                 (seconds to minutes) instead of at the first requests of each size.
+            runtime: ``torch``, or ``onnx``: run the network with ONNX Runtime on the CPU
+                (:mod:`segapp.onnx_runtime`; optional extra ``segapp[onnx]``; exported once
+                per weights and cached). Pre- and post-processing stay the same.
         """
         self.device = pick_device(device)
         self.loaded = loaded
@@ -175,7 +182,23 @@ class Segmenter:
         if compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.compile = compile
-        self._logits = self._eager_logits
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.runtime = runtime
+        self._logits: Callable[[torch.Tensor], torch.Tensor] = self._eager_logits
+        self.onnx: OnnxLogits | None = None
+        if runtime == "onnx":
+            if self.device.type != "cpu":
+                raise ValueError(
+                    f"runtime 'onnx' runs on the CPU (ONNX Runtime's CPU provider); the device here is "
+                    f"{self.device}. Use --device cpu, or the default torch runtime on {self.device.type}."
+                )
+            if compile != "off":
+                raise ValueError("runtime 'onnx' and compile are alternatives: choose one of them")
+            from segapp.onnx_runtime import OnnxLogits
+
+            self.onnx = OnnxLogits(self.network, loaded.processing.height, loaded.processing.width)
+            self._logits = self.onnx
         if compile != "off":
             # Fixed shapes (dynamic=False): one specialised graph per batch bucket, and with
             # reduce-overhead one CUDA graph each, which removes the per-kernel launch cost.
@@ -212,6 +235,7 @@ class Segmenter:
         min_region_px: int | None = None,
         combine_requests: bool = True,
         compile: str = "off",
+        runtime: str = "torch",
     ) -> Segmenter:
         """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
 
@@ -223,7 +247,7 @@ class Segmenter:
         load_seconds = time.perf_counter() - start
         segmenter = cls(
             loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head,
-            min_region_px=min_region_px, combine_requests=combine_requests, compile=compile,
+            min_region_px=min_region_px, combine_requests=combine_requests, compile=compile, runtime=runtime,
         )
         segmenter.load_seconds = load_seconds
         return segmenter
@@ -364,6 +388,7 @@ class Segmenter:
         info = model_summary(self.loaded)
         info.update(
             device=str(self.device),
+            runtime="onnxruntime (cpu)" if self.onnx is not None else "torch",
             load_seconds=round(self.load_seconds, 3),
             warmup_seconds=round(self.warmup_seconds, 3),
         )

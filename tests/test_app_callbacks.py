@@ -407,6 +407,32 @@ def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_d
     assert demo.queue_calls[-1] == {"max_size": 48, "default_concurrency_limit": 24}
 
 
+def test_main_passes_the_runtime_and_reports_a_missing_extra(tiny_model_dir: Path, monkeypatch, capsys) -> None:
+    seen = {}
+
+    def loader(source, device, **options):
+        from segapp.segmenter import Segmenter
+
+        seen.update(options)
+        return Segmenter.from_pretrained(source, device=device)
+
+    args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--runtime", "onnx"]
+    assert main(_RecordingDemo(), LazySegmenter("x", loader=loader), args) == 0
+    assert seen == {"runtime": "onnx"}
+    # The real loader without the optional packages: a clear message, no page served.
+    from segapp import onnx_runtime
+
+    def missing():
+        raise onnx_runtime.OnnxUnavailableError(onnx_runtime.ONNX_MISSING)
+
+    monkeypatch.setattr(onnx_runtime, "_import_onnxruntime", missing)
+    demo = _RecordingDemo()
+    assert main(demo, LazySegmenter("x"), args) == 2
+    assert 'pip install "segapp[onnx]"' in capsys.readouterr().err and not demo.launched
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--runtime", "tensorrt"])
+
+
 def test_main_refuses_bad_concurrency_and_compile(capsys) -> None:
     demo = _RecordingDemo()
     assert main(demo, LazySegmenter("x"), ["--concurrency", "0"]) == 2

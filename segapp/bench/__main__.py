@@ -1,7 +1,7 @@
 """``python -m segapp.bench``: segapp against the usual recipes, in one process, same weights and inputs.
 
     python -m segapp.bench [--device auto|cpu|cuda] [--weights SOURCE] [--json FILE] [--quick]
-                           [--skip web,training,startup] [--compile reduce-overhead]
+                           [--skip web,training,startup] [--compile reduce-overhead] [--runtime onnx]
 
 Measures (warm-up, repeats, medians):
 
@@ -11,7 +11,9 @@ Measures (warm-up, repeats, medians):
    argmax on the CPU), with the share of pixels on which our masks agree with (b);
 2. ``predict_batch`` throughput at several batch sizes; 16 threads calling ``predict`` at once,
    combined into shared forward passes vs one by one; with ``--compile MODE``, a compiled
-   Segmenter against the eager one (latency, batch throughput, agreement);
+   Segmenter against the eager one (latency, batch throughput, agreement); with ``--runtime onnx``,
+   the ONNX Runtime path against PyTorch on the CPU (export and cached start-up, latency, batch
+   throughput, agreement);
 3. the web path: one ``/segment`` request through ``gradio_client`` vs ``predict`` alone, and
    throughput with 8 concurrent clients;
 4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
@@ -44,7 +46,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segapp.phantom import generate_slice
-from segapp.runtime import COMPILE_MODES
+from segapp.runtime import COMPILE_MODES, RUNTIMES
 from segapp.segmenter import Segmenter, pick_device
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +206,47 @@ def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, re
             "pixel_agreement": float(np.mean(agree))}
 
 
+def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, quick: bool) -> dict[str, Any]:
+    """The ONNX Runtime path (:mod:`segapp.onnx_runtime`) against PyTorch, same loaded model, on the CPU.
+
+    The first Segmenter exports into a fresh cache folder (what a first start costs); the second
+    finds the export there (what every later start costs).
+    """
+    from segapp.segmenter import Segmenter as _Segmenter
+
+    batch = 4 if quick else 16
+    with tempfile.TemporaryDirectory(prefix="segapp-bench-onnx-") as cache:
+        saved = os.environ.get("SEGAPP_CACHE_DIR")
+        os.environ["SEGAPP_CACHE_DIR"] = cache
+        try:
+            start = time.perf_counter()
+            _Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
+            first_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            onnx = _Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
+            cached_seconds = time.perf_counter() - start
+        finally:
+            if saved is None:
+                os.environ.pop("SEGAPP_CACHE_DIR", None)
+            else:
+                os.environ["SEGAPP_CACHE_DIR"] = saved
+    torch_batch = segmenter.max_batch_size
+    segmenter.max_batch_size = batch
+    try:
+        ms = _interleaved_ms({"onnx": lambda: onnx.predict(slices[0]), "torch": lambda: segmenter.predict(slices[0])},
+                             repeats, lambda: None)
+        seconds = 0.5 if quick else 3.0
+        onnx_rate = bench_batches(onnx, slices, [batch], seconds)[f"batch_{batch}_slices_per_s"]
+        torch_rate = bench_batches(segmenter, slices, [batch], seconds)[f"batch_{batch}_slices_per_s"]
+    finally:
+        segmenter.max_batch_size = torch_batch
+    agree = [float(np.mean(onnx.predict(g).mask == segmenter.predict(g).mask)) for g in slices]
+    return {"first_start_seconds": first_seconds, "cached_start_seconds": cached_seconds,
+            "onnx_ms": ms["onnx"], "torch_ms": ms["torch"], "speedup": ms["torch"] / ms["onnx"],
+            "batch": batch, "onnx_batch_slices_per_s": onnx_rate, "torch_batch_slices_per_s": torch_rate,
+            "pixel_agreement": float(np.mean(agree)), "worst_slice_agreement": float(np.min(agree))}
+
+
 # ----------------------------------------------------------------------------- 3. web path
 
 
@@ -337,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
     parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
                         help="also time a torch.compile'd Segmenter in this mode against the eager one")
+    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
+                        help="onnx: also time the ONNX Runtime path against PyTorch (CPU; needs segapp[onnx])")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     repeats = 3 if args.quick else 11
@@ -373,6 +418,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{comp['compiled_ms']:.2f} ms vs eager {comp['eager_ms']:.2f} ms; batch {comp['batch']} "
               f"{comp['compiled_batch_slices_per_s']:.0f}/s vs {comp['eager_batch_slices_per_s']:.0f}/s; "
               f"agreement {100 * comp['pixel_agreement']:.3f} %", flush=True)
+    if args.runtime == "onnx":
+        if device.type != "cpu":
+            print("2d. ONNX Runtime: skipped, it runs on the CPU (use --device cpu)", flush=True)
+        else:
+            results["onnx"] = bench_onnx(segmenter, slices, repeats, quick=args.quick)
+            ox = results["onnx"]
+            print(f"2d. ONNX Runtime: single slice {ox['onnx_ms']:.1f} ms vs torch {ox['torch_ms']:.1f} ms "
+                  f"({ox['speedup']:.2f}x); batch {ox['batch']} {ox['onnx_batch_slices_per_s']:.1f}/s vs "
+                  f"{ox['torch_batch_slices_per_s']:.1f}/s; agreement {100 * ox['pixel_agreement']:.3f} %; "
+                  f"first start {ox['first_start_seconds']:.1f} s (export), later {ox['cached_start_seconds']:.1f} s",
+                  flush=True)
 
     if "web" not in skip:
         results["web"] = bench_web(segmenter, slices, repeats=2 if args.quick else 8)

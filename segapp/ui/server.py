@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segapp.runtime import COMPILE_MODES, DEVICES
+from segapp.runtime import COMPILE_MODES, DEVICES, RUNTIMES
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, QUEUE_SIZE
 from segapp.ui.theme import load_css, make_theme
 
@@ -43,20 +43,23 @@ class LazySegmenter:
         device: str = "auto",
         loader: Callable[..., Segmenter] | None = None,
         compile: str = "off",
+        runtime: str = "torch",
     ) -> None:
         """Remember what to load; nothing is loaded yet.
 
         Args:
             source: Anything :func:`segapp.load_model` accepts (folder, file, hub id).
             device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            loader: ``(source, device=..., compile=...) -> Segmenter``; defaults to
-                ``Segmenter.from_pretrained``.
+            loader: ``(source, device=..., compile=..., runtime=...) -> Segmenter``; defaults
+                to ``Segmenter.from_pretrained``.
             compile: ``torch.compile`` mode for the model (``off`` by default; see
                 :class:`~segapp.segmenter.Segmenter`).
+            runtime: ``torch`` (default) or ``onnx`` (ONNX Runtime on the CPU).
         """
         self.source = os.fspath(source)
         self.device = device
         self.compile = compile
+        self.runtime = runtime
         self._loader = loader
         self._segmenter: Segmenter | None = None
         self._lock = threading.Lock()
@@ -67,9 +70,14 @@ class LazySegmenter:
         return self._segmenter is not None
 
     def configure(
-        self, *, source: str | os.PathLike[str] | None = None, device: str | None = None, compile: str | None = None
+        self,
+        *,
+        source: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        compile: str | None = None,
+        runtime: str | None = None,
     ) -> None:
-        """Change source, device or compile mode before the first call.
+        """Change source, device, compile mode or runtime before the first call.
 
         Raises:
             RuntimeError: The model is already loaded.
@@ -82,6 +90,8 @@ class LazySegmenter:
             self.device = device
         if compile is not None:
             self.compile = compile
+        if runtime is not None:
+            self.runtime = runtime
 
     def __call__(self) -> Segmenter:
         """The Segmenter, loading it on the first call.
@@ -97,7 +107,12 @@ class LazySegmenter:
                         from segapp.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
-                    options = {"compile": self.compile} if self.compile != "off" else {}
+                    # Only non-default options: test loaders need not know every keyword.
+                    options: dict[str, str] = {}
+                    if self.compile != "off":
+                        options["compile"] = self.compile
+                    if self.runtime != "torch":
+                        options["runtime"] = self.runtime
                     self._segmenter = loader(self.source, device=self.device, **options)
         return self._segmenter
 
@@ -159,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=COMPILE_MODES,
         help="torch.compile the model at start-up (reduce-overhead: CUDA graphs; start-up takes "
         "longer, requests get faster on a GPU; default off)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=RUNTIMES,
+        help="what runs the network: torch (default), or onnx = ONNX Runtime on the CPU, faster there "
+        '(needs pip install "segapp[onnx]"; the first start exports and caches the model)',
     )
     parser.add_argument(
         "--concurrency",
@@ -253,7 +275,7 @@ def main(
     if args.concurrency is not None and args.concurrency < 1:
         print("segapp: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    segmenter.configure(source=args.weights, device=args.device, compile=args.compile)
+    segmenter.configure(source=args.weights, device=args.device, compile=args.compile, runtime=args.runtime)
     limit_heap_growth()  # before the model and the first request allocate
 
     # Model: loaded and warmed up once, before the first visitor
@@ -276,9 +298,10 @@ def main(
     demo.queue(max_size=max(QUEUE_SIZE, 2 * concurrency), default_concurrency_limit=concurrency)
     log.info("serving %d requests at once, %d more queued at most", concurrency, max(QUEUE_SIZE, 2 * concurrency))
     log.info(
-        "SegFormer-%s ready on %s (load %.1f s, warm-up %.1f s)",
+        "SegFormer-%s ready on %s, %s runtime (load %.1f s, warm-up %.1f s)",
         str(info["variant"]).upper(),
         info["device"],
+        info.get("runtime", "torch"),
         info["load_seconds"],
         info["warmup_seconds"],
     )
