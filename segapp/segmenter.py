@@ -392,6 +392,9 @@ class Segmenter:
             load_seconds=round(self.load_seconds, 3),
             warmup_seconds=round(self.warmup_seconds, 3),
         )
+        if self.onnx is not None:
+            info.update(onnx_file=str(self.onnx.path), onnx_exported=self.onnx.exported,
+                        onnx_prepare_seconds=round(self.onnx.prepare_seconds, 3))
         return info
 
 

@@ -43,7 +43,13 @@ def _images(phantom_data: Path) -> list[Path]:
 
 def test_onnx_runtime_gives_the_torch_masks(onnx_segmenter: Segmenter, tiny_segmenter: Segmenter, phantom_data: Path) -> None:
     assert onnx_segmenter.onnx is not None and onnx_segmenter.onnx.exported
-    assert onnx_segmenter.describe()["runtime"] == "onnxruntime (cpu)"
+    info = onnx_segmenter.describe()
+    assert info["runtime"] == "onnxruntime (cpu)" and info["onnx_exported"] and info["onnx_prepare_seconds"] > 0
+    assert info["onnx_file"] == str(onnx_segmenter.onnx.path)
+    from segapp.ui.callbacks import about_markdown
+
+    assert "Running on: `cpu` with onnxruntime (cpu)" in about_markdown(info, None)
+    assert "Running on: `cpu`\n" in about_markdown(tiny_segmenter.describe(), None) + "\n"
     assert tiny_segmenter.describe()["runtime"] == "torch"
     images = _images(phantom_data)
     # Batches of 3 then 1 (max_batch_size 3): the exported graph takes any batch size.

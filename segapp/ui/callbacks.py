@@ -301,7 +301,8 @@ def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | N
             f"{int(info.get('parameters', 0)):,} parameters, input "
             + " × ".join(str(v) for v in info.get("input_size", []))
             + " px",
-            f"- Running on: `{info.get('device', '?')}`",
+            f"- Running on: `{info.get('device', '?')}`"
+            + (f" with {info['runtime']}" if info.get("runtime", "torch") != "torch" else ""),
         ]
     elif error:
         parts.append(f"The model could not be loaded: {html.escape(error, quote=False)}")

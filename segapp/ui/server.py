@@ -305,6 +305,13 @@ def main(
         info["load_seconds"],
         info["warmup_seconds"],
     )
+    if "onnx_file" in info:
+        log.info(
+            "ONNX Runtime graph %s in %.1f s: %s",
+            "exported" if info["onnx_exported"] else "taken from the cache",
+            info["onnx_prepare_seconds"],
+            info["onnx_file"],
+        )
 
     # Serve until Ctrl+C or SIGTERM
     with closing_on_signals(demo):
