@@ -108,6 +108,10 @@ def test_training_killed_at_random_points_resumes_to_the_same_result(
         load_model(out / "best")
         summary = json.loads((out / "summary.json").read_text())
         assert summary["steps"] == TOTAL_STEPS
+        # The log too: steps the killed run logged after its checkpoint were dropped on resume.
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        logged = [json.loads(line)["step"] for line in lines if '"type": "step"' in line]
+        assert logged == list(range(1, TOTAL_STEPS + 1)), f"trial {trial}: {logged}"
     print(f"\n{kills} SIGKILLs over 4 trials; every resume reached step {TOTAL_STEPS} with identical weights")
     assert kills >= 6
     # Temp folders of killed saves are swept by the next save of the same folder.
