@@ -28,6 +28,8 @@ from segapp.image_io import ScanImage
 from segapp.labels import FOREGROUND
 from segapp.metrics import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
 from segapp.modeling import ModelLoadError
+from segapp.onnx_runtime import OnnxExportError, OnnxUnavailableError
+from segapp.runtime import RUNTIMES
 from segapp.segmenter import Prediction, Segmenter
 from segapp.volumes import VolumeError, competition_score
 
@@ -106,6 +108,7 @@ def evaluate(
     segmenter: Segmenter | None = None,
     progress: bool = True,
     min_region_px: int | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate ``weights`` on a split folder with ``images/`` and ``masks/``.
 
@@ -121,13 +124,15 @@ def evaluate(
         progress: Show progress bars.
         min_region_px: Override the weights' small-region clean-up (None: the folder's value;
             0: off). Ignored when ``segmenter`` is given.
+        runtime: ``torch``, or ``onnx`` (ONNX Runtime on the CPU: score exactly what an app
+            started with ``--runtime onnx`` serves). Ignored when ``segmenter`` is given.
 
     Returns:
         :func:`segapp.evaluation.evaluate_slices`'s dict (``slices``, ``mean_foreground_dice``,
         ``dice``/``iou``/``hd95_px``/``hd95_mm`` per class, ``images_per_s``) plus
         ``mean_foreground`` (each of those averaged over the three organs), ``weights``
         (None when ``segmenter`` was given),
-        ``device``, ``competition`` (:func:`segapp.volumes.competition_score`'s dict, or
+        ``device``, ``runtime``, ``competition`` (:func:`segapp.volumes.competition_score`'s dict, or
         ``{"skipped": reason}``) and, when asked, ``per_slice``.
 
     Raises:
@@ -138,7 +143,7 @@ def evaluate(
     source: str | None = None  # what the JSON names as the weights; unknown for a given segmenter
     if segmenter is None:
         segmenter = Segmenter.from_pretrained(
-            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px
+            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
         )
         source = str(weights)
     recorder = _Recorder(segmenter)
@@ -155,7 +160,8 @@ def evaluate(
         for key in METRIC_KEYS
         if key in result
     }
-    result.update(weights=source, device=str(segmenter.device), min_region_px=segmenter.processing.min_region_px)
+    result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
+                  min_region_px=segmenter.processing.min_region_px)
     preds = [recorder.masks[id(scan)] for scan in valid.scans]
     if not competition:
         result["competition"] = {"skipped": "not asked for"}
@@ -240,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--min-region-px", type=non_negative_int, default=None,
                         help="override the weights' small-region clean-up (0: off; default: the folder's value)")
+    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
+                        help='torch (default), or onnx: ONNX Runtime on the CPU (pip install "segapp[onnx]")')
     return parser
 
 
@@ -264,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_slice=bool(args.per_slice),
             progress=not args.no_progress,
             min_region_px=args.min_region_px,
+            runtime=args.runtime,
         )
-    except (DataError, ModelLoadError) as exc:
+    except (DataError, ModelLoadError, ValueError, OnnxUnavailableError, OnnxExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))

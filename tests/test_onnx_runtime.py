@@ -146,3 +146,27 @@ def test_bench_onnx_section(onnx_segmenter: Segmenter, tiny_model_dir: Path, tmp
     assert onnx["onnx_ms"] > 0 and onnx["torch_ms"] > 0 and onnx["speedup"] == onnx["torch_ms"] / onnx["onnx_ms"]
     assert onnx["first_start_seconds"] > onnx["cached_start_seconds"] > 0  # the export is paid once
     assert 0.999 < onnx["pixel_agreement"] <= 1 and onnx["batch"] == 4
+
+
+def test_evaluate_with_onnx_scores_like_torch(onnx_segmenter: Segmenter, tiny_model_dir: Path, phantom_data: Path,
+                                              tmp_path: Path, monkeypatch, capsys) -> None:
+    from segapp.evaluate import main as evaluate_main
+
+    scores = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / f"{runtime}.json"
+        assert evaluate_main(["--data", str(phantom_data / "valid"), "--weights", str(tiny_model_dir), "--runtime", runtime,
+                              "--no-progress", "--no-competition", "--json", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert result["runtime"] == runtime
+        scores[runtime] = result["mean_foreground_dice"]
+    assert scores["onnx"] == pytest.approx(scores["torch"], abs=1e-3)
+    # Without the optional packages: a message, not a traceback.
+    def missing():
+        raise OnnxUnavailableError(onnx_runtime.ONNX_MISSING)
+
+    monkeypatch.setattr(onnx_runtime, "_import_onnxruntime", missing)
+    capsys.readouterr()
+    assert evaluate_main(["--data", str(phantom_data / "valid"), "--weights", str(tiny_model_dir), "--runtime", "onnx",
+                          "--no-progress"]) == 2
+    assert "segapp[onnx]" in capsys.readouterr().err
