@@ -131,7 +131,12 @@ def test_upload_segment_example_and_error(browser, page_url: str, slices) -> Non
     assert "mm²" in stats and "Device cpu" in stats
     overlay = page.locator("#overlay-view img")
     overlay.wait_for()
-    assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+    # The <img> is in the page before its file has arrived: wait until it has decoded (fails
+    # after the timeout if it never does), rather than asserting at once (a CI flake).
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#overlay-view img');"
+        " return img !== null && img.complete && img.naturalWidth > 0; }"
+    )
     assert page.locator("#download-mask").is_enabled()
 
     # The opacity slider re-renders in place (no new inference): the overlay image changes.
