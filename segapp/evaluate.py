@@ -28,7 +28,7 @@ from segapp.image_io import ScanImage
 from segapp.labels import FOREGROUND
 from segapp.metrics import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
 from segapp.modeling import ModelLoadError
-from segapp.onnx_runtime import OnnxExportError, OnnxUnavailableError
+from segapp.onnx_runtime import OnnxError
 from segapp.runtime import RUNTIMES
 from segapp.segmenter import Prediction, Segmenter
 from segapp.volumes import VolumeError, competition_score
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_region_px=args.min_region_px,
             runtime=args.runtime,
         )
-    except (DataError, ModelLoadError, ValueError, OnnxUnavailableError, OnnxExportError) as exc:
+    except (DataError, ModelLoadError, ValueError, OnnxError) as exc:  # ValueError: option combinations
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))

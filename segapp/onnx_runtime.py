@@ -41,11 +41,15 @@ ONNX_MISSING = (
 EXPORT_VERSION = "1"  # bump when the export recipe changes, so old cache files are not reused
 
 
-class OnnxUnavailableError(RuntimeError):
+class OnnxError(RuntimeError):
+    """The ONNX Runtime path cannot run here; the message says what to do instead."""
+
+
+class OnnxUnavailableError(OnnxError):
     """The optional ONNX packages are missing."""
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(OnnxError):
     """torch could not export the network to ONNX."""
 
 

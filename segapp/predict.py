@@ -44,6 +44,7 @@ from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_
 from segapp.labels import FOREGROUND
 from segapp.modeling import ModelLoadError
 from segapp.naming import slice_id
+from segapp.onnx_runtime import OnnxError
 from segapp.render import overlay
 from segapp.rle import rle_encode
 from segapp.runtime import COMPILE_MODES, RUNTIMES
@@ -331,14 +332,12 @@ def predict(
     for source, reason in problems:
         fail(source, reason)
     if segmenter is None:
-        from segapp.onnx_runtime import OnnxExportError, OnnxUnavailableError
-
         try:
             segmenter = Segmenter.from_pretrained(
                 weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px,
                 compile=compile, runtime=runtime,
             )
-        except (ValueError, OnnxUnavailableError, OnnxExportError) as exc:  # option combinations
+        except (ValueError, OnnxError) as exc:  # option combinations, missing extra
             raise PredictError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     if progress:

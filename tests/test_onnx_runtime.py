@@ -119,6 +119,11 @@ def test_missing_packages_say_what_to_install(tiny_model_dir: Path, phantom_data
                          str(tiny_model_dir), "--runtime", "onnx", "--no-progress"]) == 2
     assert "segapp[onnx]" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing half-written
+    from segapp.bench.__main__ import main as bench_main
+
+    assert bench_main(["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--runtime", "onnx",
+                       "--json", str(tmp_path / "bench.json")]) == 2
+    assert "segapp[onnx]" in capsys.readouterr().err and not (tmp_path / "bench.json").exists()
 
 
 def test_predict_command_with_onnx_writes_the_torch_masks(onnx_segmenter: Segmenter, tiny_model_dir: Path,

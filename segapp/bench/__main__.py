@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from segapp.onnx_runtime import ONNX_MISSING, onnx_available
 from segapp.phantom import generate_slice
 from segapp.runtime import COMPILE_MODES, RUNTIMES
 from segapp.segmenter import Segmenter, pick_device
@@ -151,10 +152,8 @@ def bench_batches(segmenter: Segmenter, slices: list[np.ndarray], sizes: list[in
 def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: int, per_client: int) -> dict[str, Any]:
     """``clients`` threads calling ``predict`` at once: combined (the service's default) vs one
     by one (``combine_requests=False``), same model; plus a lone call's latency in both modes."""
-    from segapp.segmenter import Segmenter as _Segmenter
-
     combined = segmenter
-    single = _Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=clients,
+    single = Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=clients,
                         combine_requests=False, compile=segmenter.compile)
     saved_batch = combined.max_batch_size
     combined.max_batch_size = clients
@@ -184,11 +183,9 @@ def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: i
 
 def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, repeats: int, *, quick: bool) -> dict[str, Any]:
     """A ``torch.compile``'d Segmenter (same loaded model) against the eager one."""
-    from segapp.segmenter import Segmenter as _Segmenter
-
     batch = 4 if quick else 16
     start = time.perf_counter()
-    compiled = _Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=batch, compile=mode)
+    compiled = Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=batch, compile=mode)
     compile_seconds = time.perf_counter() - start
     sync = (lambda: torch.cuda.synchronize(segmenter.device)) if segmenter.device.type == "cuda" else (lambda: None)
     eager_batch = segmenter.max_batch_size
@@ -212,18 +209,16 @@ def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, 
     The first Segmenter exports into a fresh cache folder (what a first start costs); the second
     finds the export there (what every later start costs).
     """
-    from segapp.segmenter import Segmenter as _Segmenter
-
     batch = 4 if quick else 16
     with tempfile.TemporaryDirectory(prefix="segapp-bench-onnx-") as cache:
         saved = os.environ.get("SEGAPP_CACHE_DIR")
         os.environ["SEGAPP_CACHE_DIR"] = cache
         try:
             start = time.perf_counter()
-            _Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
+            Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
             first_seconds = time.perf_counter() - start
             start = time.perf_counter()
-            onnx = _Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
+            onnx = Segmenter(segmenter.loaded, device="cpu", max_batch_size=batch, runtime="onnx")
             cached_seconds = time.perf_counter() - start
         finally:
             if saved is None:
@@ -383,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
                         help="onnx: also time the ONNX Runtime path against PyTorch (CPU; needs segapp[onnx])")
     args = parser.parse_args(argv)
+    if args.runtime == "onnx" and not onnx_available():
+        print(f"error: {ONNX_MISSING}", file=sys.stderr)  # before minutes of other parts
+        return 2
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     repeats = 3 if args.quick else 11
     segmenter = Segmenter.from_pretrained(args.weights, device=args.device, max_batch_size=64)
