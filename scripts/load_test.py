@@ -56,6 +56,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # segapp from this checkout; th
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from segapp import rest_client  # noqa: E402  (after the path set-up above)
+from segapp.rest_client import file_payload  # noqa: E402
+
 BUSY = "busy"  # outcome of a request the bounded queue turned away
 REQUEST_TIMEOUT_S = 120.0  # one request; a hang beyond this is counted as an error
 
@@ -402,8 +405,8 @@ def run_load(
 def call_segment(
     url: str, payload: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S
 ) -> tuple[str, str, float]:
-    """One ``/segment`` call through Gradio's REST route (``POST /gradio_api/call/segment``, then
-    the event's result stream), as ``curl`` would make it: one session per call.
+    """One ``/segment`` call through Gradio's REST route (:mod:`segapp.rest_client`), as ``curl``
+    would make it: one session per call.
 
     Returns:
         (outcome: ``ok``, ``busy`` or ``app-error: ...``; the server's text for a refusal;
@@ -411,26 +414,20 @@ def call_segment(
     """
     import httpx
 
-    t0 = time.perf_counter()
-    joined = httpx.post(url + "gradio_api/call/segment", json={"data": [payload, None]}, timeout=timeout_s)
-    join_ms = (time.perf_counter() - t0) * 1000
-    if joined.status_code == 503:  # the bounded queue is full
-        return BUSY, joined.json().get("detail", joined.text), join_ms
-    joined.raise_for_status()
-    event_id = joined.json()["event_id"]
-    event = None
-    with httpx.stream("GET", f"{url}gradio_api/call/segment/{event_id}", timeout=timeout_s) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                data = line.removeprefix("data:").strip()
-                return (
-                    ("ok", "", join_ms)
-                    if event == "complete"
-                    else (f"app-error: {data[:160]}", data, join_ms)
-                )
-    return "no result", "", join_ms
+    with httpx.Client(base_url=url, timeout=timeout_s) as http:
+        t0 = time.perf_counter()
+        try:
+            event_id = rest_client.join(http, "segment", [payload, None])
+        except rest_client.QueueFullError as full:
+            return BUSY, str(full), (time.perf_counter() - t0) * 1000
+        join_ms = (time.perf_counter() - t0) * 1000
+        try:
+            rest_client.result(http, "segment", event_id)
+        except rest_client.EndpointError as error:
+            return f"app-error: {error.message[:160]}", error.message, join_ms
+        except RuntimeError:
+            return "no result", "", join_ms
+    return "ok", "", join_ms
 
 
 def _slope_per_minute(samples: Sequence[tuple[float, float]]) -> float | None:
@@ -518,18 +515,8 @@ def upload(url: str, filename: str, data: bytes) -> str:
     """Upload bytes under any file name (as a browser would); returns the server-side path."""
     import httpx
 
-    response = httpx.post(
-        url + "gradio_api/upload",
-        files=[("files", (filename, data, "application/octet-stream"))],
-        timeout=REQUEST_TIMEOUT_S,
-    )
-    response.raise_for_status()
-    return response.json()[0]
-
-
-def file_payload(server_path: str) -> dict[str, Any]:
-    """The API's file argument for a file already uploaded to the server."""
-    return {"path": server_path, "meta": {"_type": "gradio.FileData"}}
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+        return rest_client.upload(http, filename, data)
 
 
 @dataclass

@@ -67,3 +67,39 @@ def test_segment_endpoint_reports_bad_files_readably(served, tmp_path: Path) -> 
         client.predict(gradio_client.handle_file(str(bad)), api_name="/segment")
     # The server keeps serving after the error.
     assert client.predict(gradio_client.handle_file(str(served[1])), api_name="/segment")[1]["classes"]
+
+
+def test_plain_http_api_serves_the_same_mask_and_reports_errors(served, tiny_segmenter, tmp_path: Path) -> None:
+    """The curl path (upload, queue the call, read the event stream, download) of segapp.rest_client."""
+    import httpx
+
+    from segapp import rest_client
+
+    url, path = served
+    with httpx.Client(base_url=url, timeout=60) as http:
+        png, stats = rest_client.segment(http, path, "2 x 1")
+        bad = tmp_path / "notes.png"
+        bad.write_bytes(b"not an image")
+        with pytest.raises(rest_client.EndpointError, match="not an image") as error:
+            rest_client.segment(http, bad)
+    assert error.value.message.startswith("The file is not an image")  # the page's readable text
+    out = tmp_path / "mask.png"
+    out.write_bytes(png)
+    expected = tiny_segmenter.predict(path)
+    with Image.open(out) as mask:
+        assert np.array_equal(np.array(mask), expected.mask)
+    assert stats["spacing_mm"] == [2.0, 1.0]
+    assert stats["classes"]["stomach"]["pixels"] == expected.stats["stomach"].pixels
+
+
+def test_direct_calls_cannot_skip_the_queue(served) -> None:
+    """POST /gradio_api/run/segment would bypass the queue's size bound and concurrency limit."""
+    import httpx
+
+    url, path = served
+    with httpx.Client(base_url=url, timeout=60) as http:
+        uploaded = http.post("/gradio_api/upload", files={"files": (path.name, path.read_bytes())}).json()[0]
+        data = {"data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, ""]}
+        for route in ("/gradio_api/run/segment", "/gradio_api/api/segment"):
+            answer = http.post(route, json=data)
+            assert answer.status_code == 404 and "join the queue" in answer.text

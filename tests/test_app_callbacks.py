@@ -18,12 +18,13 @@ from segapp.modeling import ModelLoadError
 from segapp.phantom import generate_slice
 from segapp.ui.callbacks import (
     Callbacks,
+    OutputFolders,
     ViewState,
     about_markdown,
     find_examples,
-    new_output_dir,
     parse_spacing_text,
 )
+from segapp.ui.page import OUTPUT_SUBDIR, build_demo
 from segapp.ui.server import LazySegmenter, build_parser, launch_options, main, parse_auth
 
 STOMACH = LABELS[1]
@@ -290,12 +291,35 @@ def test_about_uses_the_model_card(callbacks: Callbacks, tiny_segmenter) -> None
     assert "### " in about_markdown(None, None) and "first segmentation" in about_markdown(None, None)
 
 
-def test_new_output_dir_sweeps_empty_leftovers(tmp_path: Path) -> None:
-    first = new_output_dir(tmp_path)
-    kept = new_output_dir(tmp_path)
-    (kept / "mask.png").write_bytes(b"x")
-    new_output_dir(tmp_path)
-    assert not first.exists() and kept.exists()
+def test_output_folders_sweep_old_empty_leftovers_at_most_once_per_interval(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    folders = OutputFolders(tmp_path, sweep_every_s=60, grace_s=30, clock=lambda: now[0])
+    old_empty, old_full = folders.new(), folders.new()
+    (old_full / "mask.png").write_bytes(b"x")
+    unrelated = tmp_path / "abc123"  # a Gradio upload folder: never ours to remove
+    unrelated.mkdir()
+    for folder in (old_empty, old_full, unrelated):
+        os.utime(folder, (now[0] - 100, now[0] - 100))
+    young_empty = folders.new()  # no sweep yet: the first one ran before any folder existed
+    os.utime(young_empty, (now[0] - 5, now[0] - 5))
+    assert old_empty.exists()
+    now[0] += 61
+    os.utime(young_empty, (now[0] - 5, now[0] - 5))  # made moments ago by a request not yet done
+    folders.new()
+    assert not old_empty.exists()
+    assert old_full.exists() and unrelated.exists() and young_empty.exists()
+    os.utime(young_empty, (now[0] - 100, now[0] - 100))
+    now[0] += 10  # within the interval: no listing of the folder at all
+    folders.new()
+    assert young_empty.exists()
+    assert folders.sweep() == 1 and not young_empty.exists()
+
+
+def test_page_writes_outputs_apart_from_gradio_uploads(tiny_segmenter, phantom16) -> None:
+    demo = build_demo(tiny_segmenter, examples_dir=None)
+    callbacks = next(fn.fn for fn in demo.fns.values() if fn.api_name == "segment")
+    mask_path, _ = callbacks(str(phantom16[0]), "")
+    assert Path(mask_path).parent.parent == Path(demo.GRADIO_CACHE) / OUTPUT_SUBDIR
 
 
 def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phantom16) -> None:
@@ -399,12 +423,13 @@ def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_d
     demo = _RecordingDemo()
     assert main(demo, LazySegmenter("x", loader=loader), ["--weights", str(tiny_model_dir), "--device", "cpu"]) == 0
     assert demo.launched and seen == {}
-    assert demo.queue_calls[-1] == {"max_size": QUEUE_SIZE, "default_concurrency_limit": CONCURRENCY}
+    assert demo.queue_calls[-1] == {"max_size": QUEUE_SIZE, "default_concurrency_limit": CONCURRENCY,
+                                     "api_open": False}
     demo = _RecordingDemo()
     args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--concurrency", "24", "--compile", "reduce-overhead"]
     assert main(demo, LazySegmenter("x", loader=loader), args) == 0
     assert seen == {"compile": "reduce-overhead"}
-    assert demo.queue_calls[-1] == {"max_size": 48, "default_concurrency_limit": 24}
+    assert demo.queue_calls[-1] == {"max_size": 48, "default_concurrency_limit": 24, "api_open": False}
 
 
 def test_main_passes_the_runtime_and_reports_a_missing_extra(tiny_model_dir: Path, monkeypatch, capsys) -> None:
@@ -445,7 +470,6 @@ def test_main_refuses_bad_concurrency_and_compile(capsys) -> None:
 def test_cache_sets_survive_additions_while_the_cleaner_walks_them(tiny_segmenter, tmp_path: Path) -> None:
     from gradio.route_utils import delete_files_created_by_app
 
-    from segapp.ui import build_demo
     from segapp.ui.page import SnapshotSet
 
     demo = build_demo(tiny_segmenter, examples_dir=None, output_root=tmp_path / "out")

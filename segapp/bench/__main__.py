@@ -14,8 +14,10 @@ Measures (warm-up, repeats, medians):
    Segmenter against the eager one (latency, batch throughput, agreement); with ``--runtime onnx``,
    the ONNX Runtime path against PyTorch on the CPU (export and cached start-up, latency, batch
    throughput, agreement);
-3. the web path: one ``/segment`` request through ``gradio_client`` vs ``predict`` alone, and
-   throughput with 8 concurrent clients;
+3. the web path: one ``/segment`` request vs ``predict`` alone, both through Gradio's plain HTTP
+   API (what curl or any language uses; :mod:`segapp.rest_client`) and through ``gradio_client`` (whose
+   event polling adds a floor of its own), each next to a no-op endpoint's floor; throughput with
+   8 concurrent clients of each kind;
 4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
 5. start-up: seconds from launching ``python app.py`` to the first served prediction.
 
@@ -252,8 +254,10 @@ def _free_port() -> int:
 
 
 def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, concurrent: int = 8) -> dict[str, Any]:
+    import httpx
     from gradio_client import Client, handle_file
 
+    from segapp import rest_client
     from segapp.ui import build_demo, launch_options
 
     folder = Path(tempfile.mkdtemp(prefix="segapp-bench-web-"))
@@ -264,44 +268,52 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
         files.append(path)
     demo = build_demo(segmenter, examples_dir=None)
     _, url, _ = demo.launch(**launch_options(port=_free_port()), prevent_thread_lock=True, quiet=True)
+    floor_demo, floor_url = _echo_app()
     try:
-        client = Client(url, verbose=False)
-
-        def request(path: Path) -> None:
-            client.predict(handle_file(str(path)), api_name="/segment")
-
-        floor_demo, floor_url = _echo_app()
-        floor = Client(floor_url, verbose=False)
-        web, alone, echo = [], [], []
+        client, floor = Client(url, verbose=False), Client(floor_url, verbose=False)
+        http, floor_http = httpx.Client(base_url=url, timeout=60), httpx.Client(base_url=floor_url, timeout=60)
+        timings: dict[str, list[float]] = {}
         for p in files:
             timed = _interleaved_ms({
-                "web": lambda p=p: request(p),
+                "client": lambda p=p: client.predict(handle_file(str(p)), api_name="/segment"),
+                "http": lambda p=p: rest_client.segment(http, p),
                 "predict": lambda p=p: segmenter.predict(p),
-                # What any Gradio endpoint costs through gradio_client: upload, queue, a file back.
-                "echo": lambda p=p: floor.predict(handle_file(str(p)), api_name="/echo"),
+                # What any Gradio endpoint costs: upload, queue, a file back.
+                "client_echo": lambda p=p: floor.predict(handle_file(str(p)), api_name="/echo"),
+                "http_echo": lambda p=p: rest_client.download(floor_http, rest_client.call_with_file(floor_http, "echo", p)[0]),
             }, repeats, lambda: None)
-            web.append(timed["web"])
-            alone.append(timed["predict"])
-            echo.append(timed["echo"])
-        floor_demo.close()
-        web_ms, predict_ms, echo_ms = statistics.median(web), statistics.median(alone), statistics.median(echo)
-        clients = [Client(url, verbose=False) for _ in range(concurrent)]
+            for name, ms in timed.items():
+                timings.setdefault(name, []).append(ms)
+        ms = {name: statistics.median(values) for name, values in timings.items()}
         per_client = repeats
 
-        def worker(index: int) -> int:
-            for r in range(per_client):
-                clients[index].predict(handle_file(str(files[(index + r) % len(files)])), api_name="/segment")
-            return per_client
+        def throughput(call: Callable[[int, Path], Any]) -> float:
+            def worker(index: int) -> int:
+                for r in range(per_client):
+                    call(index, files[(index + r) % len(files)])
+                return per_client
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(concurrent) as pool:
-            total = sum(pool.map(worker, range(concurrent)))
-        throughput = total / (time.perf_counter() - start)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrent) as pool:
+                total = sum(pool.map(worker, range(concurrent)))
+            return total / (time.perf_counter() - start)
+
+        clients = [Client(url, verbose=False) for _ in range(concurrent)]
+        https = [httpx.Client(base_url=url, timeout=120) for _ in range(concurrent)]
+        client_rate = throughput(lambda i, p: clients[i].predict(handle_file(str(p)), api_name="/segment"))
+        http_rate = throughput(lambda i, p: rest_client.segment(https[i], p))
     finally:
+        floor_demo.close()
         demo.close()
-    return {"web_request_ms": web_ms, "predict_ms": predict_ms, "web_overhead": web_ms / predict_ms - 1,
-            "gradio_echo_ms": echo_ms, "overhead_beyond_echo": (web_ms - echo_ms) / predict_ms - 1,
-            f"web_{concurrent}_clients_requests_per_s": throughput}
+    predict_ms = ms["predict"]
+    return {"predict_ms": predict_ms,
+            "http_request_ms": ms["http"], "http_overhead": ms["http"] / predict_ms - 1,
+            "http_echo_ms": ms["http_echo"],
+            "web_request_ms": ms["client"], "web_overhead": ms["client"] / predict_ms - 1,
+            "gradio_echo_ms": ms["client_echo"],
+            "overhead_beyond_echo": (ms["client"] - ms["client_echo"]) / predict_ms - 1,
+            f"http_{concurrent}_clients_requests_per_s": http_rate,
+            f"web_{concurrent}_clients_requests_per_s": client_rate}
 
 
 def _echo_app() -> tuple[Any, str]:
@@ -431,10 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     if "web" not in skip:
         results["web"] = bench_web(segmenter, slices, repeats=2 if args.quick else 8)
         web = results["web"]
-        print(f"3. web: request {web['web_request_ms']:.1f} ms vs predict {web['predict_ms']:.1f} ms "
-              f"(overhead {100 * web['web_overhead']:.0f} %; a no-op Gradio file endpoint takes "
-              f"{web['gradio_echo_ms']:.1f} ms), 8 clients {web['web_8_clients_requests_per_s']:.1f} req/s",
-              flush=True)
+        print(f"3. web: predict alone {web['predict_ms']:.1f} ms | plain HTTP API {web['http_request_ms']:.1f} ms "
+              f"(overhead {100 * web['http_overhead']:.0f} %; no-op endpoint {web['http_echo_ms']:.1f} ms) | "
+              f"gradio_client {web['web_request_ms']:.1f} ms (overhead {100 * web['web_overhead']:.0f} %; no-op "
+              f"endpoint {web['gradio_echo_ms']:.1f} ms) | 8 clients: {web['http_8_clients_requests_per_s']:.1f} req/s "
+              f"over HTTP, {web['web_8_clients_requests_per_s']:.1f} through gradio_client", flush=True)
     if "training" not in skip:
         results["training"] = bench_train(args.device, args.quick)
         tr = results["training"]

@@ -11,8 +11,10 @@ import html
 import json
 import logging
 import math
+import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -346,22 +348,61 @@ def find_examples(folder: str | Path | None) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXAMPLE_SUFFIXES)
 
 
-def new_output_dir(root: str | Path) -> Path:
-    """A fresh folder for one request's files under ``root``; empty leftovers are removed first.
+class OutputFolders:
+    """Fresh per-request folders under one root, with a rate-limited sweep of empty leftovers.
 
-    The name is random, never derived from the upload. Files inside are removed by Gradio's
-    ``delete_cache`` when ``root`` is its cache folder; this sweep removes the folders left empty.
+    Folder names are random, never derived from the upload. Gradio's ``delete_cache`` removes
+    the files inside (they are in its cache folder, so it serves them without copying) but not
+    the folders; :meth:`new` removes folders left empty for ``grace_s`` seconds, at most once
+    every ``sweep_every_s`` seconds. Sweeping on every request cost a directory listing per
+    request, which grows with traffic (60 ms per request at 32,000 entries); the grace period
+    keeps a sweep from removing a folder that another request has made and not yet filled.
+    Safe to share between threads.
     """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob(f"{OUTPUT_PREFIX}*"):
-        try:
-            old.rmdir()  # only succeeds for empty folders
-        except OSError:
-            pass
-    folder = root / f"{OUTPUT_PREFIX}{uuid.uuid4().hex}"
-    folder.mkdir()
-    return folder
+
+    def __init__(self, root: str | Path, *, sweep_every_s: float = 60.0, grace_s: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.root = Path(root)
+        self.sweep_every_s = sweep_every_s
+        self.grace_s = grace_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_sweep = -math.inf
+
+    def new(self) -> Path:
+        """Create and return an empty folder ``root/segapp-<random hex>``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        now = self._clock()
+        with self._lock:
+            due = now - self._last_sweep >= self.sweep_every_s
+            if due:
+                self._last_sweep = now
+        if due:
+            self.sweep(now)
+        folder = self.root / f"{OUTPUT_PREFIX}{uuid.uuid4().hex}"
+        folder.mkdir()
+        return folder
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove this root's ``segapp-*`` folders that are empty and older than the grace period.
+
+        Returns:
+            How many folders were removed.
+        """
+        now = self._clock() if now is None else now
+        removed = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if not entry.name.startswith(OUTPUT_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime < self.grace_s:
+                        continue
+                    os.rmdir(entry.path)  # only succeeds for empty folders
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
 
 
 def _stamp() -> str:
@@ -396,6 +437,7 @@ class Callbacks:
         """
         self._segmenter = segmenter
         self.output_root = Path(output_root)
+        self.outputs = OutputFolders(self.output_root)
         self.examples = [Path(p) for p in examples]
         self.max_pixels = max_pixels
 
@@ -485,7 +527,7 @@ class Callbacks:
             gradio.Error: With a readable message for every user error or failure.
         """
         prediction, source = self._predict(file, spacing_text)
-        mask_path = new_output_dir(self.output_root) / f"segapp-mask-{_stamp()}.png"
+        mask_path = self.outputs.new() / f"segapp-mask-{_stamp()}.png"
         # A temporary download removed by delete_cache: no fsync needed.
         save_mask_png(prediction.mask, mask_path, durable=False)
         return str(mask_path), stats_payload(prediction, spacing_source=source)
@@ -524,7 +566,7 @@ class Callbacks:
         visible = None if classes is None else visible_classes(classes)
         gray, mask = prediction.image.pixels, prediction.mask
         blended = overlay(gray, mask, opacity=opacity, visible=visible)
-        folder = new_output_dir(self.output_root)
+        folder = self.outputs.new()
         stamp = _stamp()
         mask_path = folder / f"segapp-mask-{stamp}.png"
         overlay_path = folder / f"segapp-overlay-{stamp}.png"
@@ -553,7 +595,7 @@ class Callbacks:
             return RenderOutputs(gr.skip(), gr.skip(), gr.skip())
         visible = visible_classes(classes)
         blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible)
-        path = new_output_dir(self.output_root) / f"segapp-overlay-{_stamp()}.png"
+        path = self.outputs.new() / f"segapp-overlay-{_stamp()}.png"
         save_png(blended, path)
         return RenderOutputs(str(path), blended, color_mask(state.mask, visible))
 
@@ -572,7 +614,7 @@ class Callbacks:
         if not isinstance(index, int) or not 0 <= index < len(self.examples):
             raise user_error("That example is not available.")
         source = self.examples[index]
-        copy = new_output_dir(self.output_root) / source.name
+        copy = self.outputs.new() / source.name
         shutil.copyfile(source, copy)
         return str(copy), self.segment(str(copy), spacing_text, opacity, classes)
 

@@ -31,6 +31,8 @@ TITLE = "Medical Image Segmentation System"
 SUBTITLE = "AI-Powered GI Tract Segmentation"
 # Uploads and results leave Gradio's cache this long after they were written (checked every minute).
 DELETE_CACHE = (60, 300)
+# Our per-request folders live apart from Gradio's upload folders, so sweeping them stays cheap.
+OUTPUT_SUBDIR = "segapp_outputs"
 QUEUE_SIZE = 32  # requests waiting at most; more get Gradio's "queue is full" message
 CONCURRENCY = 4  # handlers running at once off CUDA; the model step itself is serialised by the Segmenter
 CUDA_CONCURRENCY = 16  # on a GPU: up to 16 concurrent requests share one forward pass (Segmenter.predict)
@@ -65,6 +67,20 @@ def _example_thumbnails(paths: list[Path]) -> tuple[list[Path], list[list[Any]]]
     return usable, samples
 
 
+def configure_queue(demo: gr.Blocks, concurrency: int) -> int:
+    """Let ``concurrency`` handlers run at once and at least :data:`QUEUE_SIZE` more wait.
+
+    Returns:
+        The queue's size bound; requests beyond it get Gradio's "queue is full" answer.
+    """
+    max_size = max(QUEUE_SIZE, 2 * concurrency)
+    # api_open=False: Gradio's default (outside Spaces) also serves every event at
+    # POST /gradio_api/run/NAME, which skips the queue -- its size bound and concurrency limits --
+    # so a flood of direct calls would run all at once. Every call goes through the queue.
+    demo.queue(max_size=max_size, default_concurrency_limit=concurrency, api_open=False)
+    return max_size
+
+
 def build_demo(
     segmenter: Segmenter | Callable[[], Segmenter],
     *,
@@ -77,8 +93,8 @@ def build_demo(
         segmenter: The Segmenter, or a callable that returns it (called at first use, so the
             page can be built at import time without loading weights).
         examples_dir: Folder of example slices for "Try These Examples"; missing or empty is fine.
-        output_root: Where per-request download files go; defaults to Gradio's cache folder, so
-            ``delete_cache`` removes them with the uploads.
+        output_root: Where per-request download files go; defaults to a folder inside Gradio's
+            cache folder, so ``delete_cache`` removes them with the uploads.
 
     Returns:
         The Blocks with a bounded queue. Launch it with :func:`segapp.ui.server.launch_options`
@@ -86,7 +102,8 @@ def build_demo(
     """
     examples, samples = _example_thumbnails(find_examples(examples_dir))
     with gr.Blocks(title=f"{TITLE} · segapp", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
-        callbacks = Callbacks(segmenter, output_root=output_root or demo.GRADIO_CACHE, examples=examples)
+        output_root = output_root or Path(demo.GRADIO_CACHE) / OUTPUT_SUBDIR
+        callbacks = Callbacks(segmenter, output_root=output_root, examples=examples)
         state = gr.State(None, time_to_live=STATE_TTL_S)
 
         header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
@@ -282,7 +299,7 @@ def build_demo(
 
         demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
 
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    configure_queue(demo, CONCURRENCY)
     guard_cache_sets(demo)
     return demo
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segapp.runtime import COMPILE_MODES, DEVICES, RUNTIMES
-from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, QUEUE_SIZE
+from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
 
 if TYPE_CHECKING:
@@ -295,8 +295,8 @@ def main(
     info = loaded.describe()
     # Handlers at once = most requests one forward pass can combine (Segmenter.predict).
     concurrency = args.concurrency or (CUDA_CONCURRENCY if loaded.device.type == "cuda" else CONCURRENCY)
-    demo.queue(max_size=max(QUEUE_SIZE, 2 * concurrency), default_concurrency_limit=concurrency)
-    log.info("serving %d requests at once, %d more queued at most", concurrency, max(QUEUE_SIZE, 2 * concurrency))
+    queued = configure_queue(demo, concurrency)
+    log.info("serving %d requests at once, %d more queued at most", concurrency, queued)
     log.info(
         "SegFormer-%s ready on %s, %s runtime (load %.1f s, warm-up %.1f s)",
         str(info["variant"]).upper(),
