@@ -3,6 +3,8 @@
 # optionally, more training of the bundled weights. Results go to ${OUT:-./gpu-out}.
 #   STAGE=bench (default): benchmarks only -- eager and torch.compile'd inference, concurrent
 #                          callers combined vs one by one, training vs a plain DataLoader
+#   STAGE=train-compiled:  only training with a compiled step (CUDA graphs) vs the plain
+#                          DataLoader (about 4 minutes; a second device call after STAGE=bench)
 #   STAGE=finetune: first fine-tune assets/model on fresh phantoms (scripts/bundle_weights.py)
 #   STAGE=scratch:  first remake the bundled weights from random initialisation
 # The device machine has no Gradio, so the web and start-up parts of segapp.bench are skipped;
@@ -38,6 +40,13 @@ if [ ${#ARGS[@]} -gt 0 ]; then
     tar czf "$OUT/model.tgz" -C "$OUT" model && tar czf "$OUT/examples.tgz" -C "$OUT" examples
     cp /tmp/bundle/bundle_report.json "$OUT/" 2>/dev/null
     rm -rf "$OUT/model" "$OUT/examples"
+fi
+
+if [ "${STAGE:-bench}" = train-compiled ]; then
+    python3 -m segapp.phantom --out /tmp/phantom-train --train 240 --valid 4 --seed 9 --workers 8 --quiet
+    timeout 240 python3 -m segapp.bench.training --data /tmp/phantom-train --device cuda --steps 300 \
+        --plain-steps 10 --compile reduce-overhead --json "$OUT/train_compiled.json" 2>&1 | tail -40 | tee "$OUT/train_compiled.log"
+    exit 0
 fi
 
 # Inference (eager and CUDA-graph compiled), concurrency and training benchmarks on the GPU

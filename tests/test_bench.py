@@ -60,5 +60,5 @@ def test_training_bench_compares_both_pipelines(phantom_data: Path, tiny_model_d
                             precision="fp32", image_size=64, base=str(tiny_model_dir))
     assert result["segapp_images_per_s"] > 0 and result["plain_images_per_s"] > 0
     assert result["ratio"] == result["segapp_images_per_s"] / result["plain_images_per_s"]
-    assert result["peak_gpu_memory_mib"] is None and result["precision"] == "fp32"
+    assert result["peak_gpu_memory_mib"] is None and result["precision"] == "fp32" and result["compile"] == "off"
     json.dumps(result)
