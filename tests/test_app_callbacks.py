@@ -322,6 +322,20 @@ def test_page_writes_outputs_apart_from_gradio_uploads(tiny_segmenter, phantom16
     assert Path(mask_path).parent.parent == Path(demo.GRADIO_CACHE) / OUTPUT_SUBDIR
 
 
+def test_page_shows_the_overlay_from_its_download_file(tiny_segmenter, phantom16) -> None:
+    """One PNG per overlay: the view shows the download file, not an array Gradio encodes again."""
+    demo = build_demo(tiny_segmenter, examples_dir=None)
+    handlers = {f.fn.__name__: f.fn for f in demo.fns.values()}
+    values = handlers["segment"](str(phantom16[0]), "", 0.5, None)
+    assert values[4] == values[2] and Path(values[2]).is_file()
+    with Image.open(values[2]) as saved:
+        assert saved.mode == "RGB" and saved.size == Image.open(phantom16[0]).size
+    overlay_file, view, mask_view = handlers["rerender"](values[8], 1.0, ["stomach"])
+    assert view == overlay_file != values[2] and isinstance(mask_view, np.ndarray)
+    preview = handlers["preview"](str(phantom16[0]), "")
+    assert isinstance(preview[4], np.ndarray)  # a preview has no overlay file: the array stays
+
+
 def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phantom16) -> None:
     out = callbacks.segment(str(phantom16[0]), "", 0.5, None)
     assert isinstance(out.state, ViewState)

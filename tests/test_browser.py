@@ -5,7 +5,6 @@ Skipped when Playwright or Chromium is missing. Writes ``test-artifacts/app-page
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,6 +12,7 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
+from segapp.bench.browser import CHROMIUM_ARGS, find_chromium
 from segapp.phantom import generate_slice
 from segapp.ui import build_demo, launch_options
 
@@ -22,16 +22,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 20_000
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 def free_port() -> int:
@@ -74,7 +65,7 @@ def page_url(tiny_segmenter, slices):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = _chromium()
+    executable = find_chromium()
     if executable is None:
         pytest.skip("Chromium is not installed")
     with sync_api.sync_playwright() as playwright:
@@ -175,3 +166,17 @@ def test_upload_segment_example_and_error(browser, page_url: str, slices) -> Non
     assert hosts == {app_host}, f"requests left the app: {sorted(hosts - {app_host})}"
     assert not failed, f"requests of the page failed: {failed}"
     page.close()
+
+
+def test_page_benchmark_times_submit_to_overlay(browser, page_url: str, slices, tiny_segmenter) -> None:
+    """Part 3b of segapp.bench: each round uploads the next slice and times one Submit."""
+    from segapp.bench.browser import bench_page, page_available
+
+    assert page_available() is None
+    calls: list[Path] = []
+    images = [slices["upload"], slices["example_a"]]
+    result = bench_page(page_url, images, repeats=2, baseline=calls.append, browser=browser)
+    assert result["repeats"] == 2 and result["page_submit_ms"] > 0 and result["baseline_ms"] >= 0
+    assert calls == [images[0], images[1], images[0]]  # warm-up round, then two timed rounds
+    with pytest.raises(ValueError, match="two"):
+        bench_page(page_url, images[:1], repeats=1)

@@ -59,6 +59,16 @@ def test_confidence_map_ends_and_monotone_brightness() -> None:
     assert np.all(np.diff(luminance[0]) > 0)
 
 
+def test_confidence_map_table_matches_the_exact_ramp_within_one_level() -> None:
+    from segapp.render import _viridis
+
+    conf = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    conf[0, :3] = [np.nan, -0.5, 1.5]  # NaN and out-of-range values read as 0, 0 and 1
+    exact = (_viridis(np.clip(np.nan_to_num(conf), 0, 1)) + 0.5).astype(np.uint8)
+    assert np.abs(confidence_map(conf).astype(int) - exact).max() <= 1
+    assert confidence_map(conf).dtype == np.uint8 and confidence_map(conf).shape == (64, 64, 3)
+
+
 def test_legend_lists_every_class() -> None:
     entries = legend()
     assert [e["name"] for e in entries] == [lab.name for lab in LABELS]

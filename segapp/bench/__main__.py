@@ -17,7 +17,8 @@ Measures (warm-up, repeats, medians):
 3. the web path: one ``/segment`` request vs ``predict`` alone, both through Gradio's plain HTTP
    API (what curl or any language uses; :mod:`segapp.rest_client`) and through ``gradio_client`` (whose
    event polling adds a floor of its own), each next to a no-op endpoint's floor; throughput with
-   8 concurrent clients of each kind;
+   8 concurrent clients of each kind; and, where Playwright and Chromium are installed, the page
+   itself: a click on Submit until the overlay has decoded (:mod:`segapp.bench.browser`);
 4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
 5. start-up: seconds from launching ``python app.py`` to the first served prediction.
 
@@ -47,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from segapp.bench.browser import bench_page, page_available
 from segapp.onnx_runtime import ONNX_MISSING, onnx_available
 from segapp.phantom import generate_slice
 from segapp.runtime import COMPILE_MODES, RUNTIMES
@@ -298,6 +300,9 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
                 total = sum(pool.map(worker, range(concurrent)))
             return total / (time.perf_counter() - start)
 
+        page = None
+        if page_available() is None:
+            page = bench_page(url, files, repeats, baseline=segmenter.predict)
         clients = [Client(url, verbose=False) for _ in range(concurrent)]
         https = [httpx.Client(base_url=url, timeout=120) for _ in range(concurrent)]
         client_rate = throughput(lambda i, p: clients[i].predict(handle_file(str(p)), api_name="/segment"))
@@ -313,7 +318,10 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
             "gradio_echo_ms": ms["client_echo"],
             "overhead_beyond_echo": (ms["client"] - ms["client_echo"]) / predict_ms - 1,
             f"http_{concurrent}_clients_requests_per_s": http_rate,
-            f"web_{concurrent}_clients_requests_per_s": client_rate}
+            f"web_{concurrent}_clients_requests_per_s": client_rate,
+            # The page in Chromium: Submit to the overlay decoded, vs predict just before each click.
+            "page": None if page is None else {**page, "overhead": page["page_submit_ms"] / page["baseline_ms"] - 1},
+            "page_skipped": page_available()}
 
 
 def _echo_app() -> tuple[Any, str]:
@@ -448,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
               f"gradio_client {web['web_request_ms']:.1f} ms (overhead {100 * web['web_overhead']:.0f} %; no-op "
               f"endpoint {web['gradio_echo_ms']:.1f} ms) | 8 clients: {web['http_8_clients_requests_per_s']:.1f} req/s "
               f"over HTTP, {web['web_8_clients_requests_per_s']:.1f} through gradio_client", flush=True)
+        if web["page"]:
+            page = web["page"]
+            print(f"3b. the page in Chromium: Submit to overlay shown {page['page_submit_ms']:.1f} ms vs predict "
+                  f"{page['baseline_ms']:.1f} ms (overhead {100 * page['overhead']:.0f} %)", flush=True)
+        else:
+            print(f"3b. the page in Chromium: skipped, {web['page_skipped']}", flush=True)
     if "training" not in skip:
         results["training"] = bench_train(args.device, args.quick)
         tr = results["training"]

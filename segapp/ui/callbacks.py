@@ -572,7 +572,7 @@ class Callbacks:
         overlay_path = folder / f"segapp-overlay-{stamp}.png"
         stats_path = folder / f"segapp-stats-{stamp}.json"
         save_mask_png(mask, mask_path, durable=False)
-        save_png(blended, overlay_path, durable=False)
+        save_png(blended, overlay_path, durable=False, compress_level=1)  # made per request
         stats = stats_payload(prediction, spacing_source=spacing_source)
         stats_path.write_text(json.dumps(stats, indent=2), encoding="utf-8")
         return SegmentOutputs(
@@ -596,7 +596,7 @@ class Callbacks:
         visible = visible_classes(classes)
         blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible)
         path = self.outputs.new() / f"segapp-overlay-{_stamp()}.png"
-        save_png(blended, path)
+        save_png(blended, path, durable=False, compress_level=1)  # a temporary download, as in segment
         return RenderOutputs(str(path), blended, color_mask(state.mask, visible))
 
     def example(
