@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -199,10 +201,19 @@ class Segmenter:
 
             self.onnx = OnnxLogits(self.network, loaded.processing.height, loaded.processing.width)
             self._logits = self.onnx
+        self._model_thread: ThreadPoolExecutor | None = None
         if compile != "off":
             # Fixed shapes (dynamic=False): one specialised graph per batch bucket, and with
             # reduce-overhead one CUDA graph each, which removes the per-kernel launch cost.
-            self._logits = torch.compile(self._eager_logits, mode=compile, dynamic=False)
+            compiled = torch.compile(self._eager_logits, mode=compile, dynamic=False)
+            # Compiled calls all run on one thread of their own. PyTorch keeps CUDA graph trees
+            # per thread: before 2.12 a compiled call from any thread but the one that first
+            # recorded graphs fails an assertion (pytorch#123177), and since then each thread
+            # records its own graphs in its own memory pool. Callers of predict are a web
+            # server's pool of threads; this way the graphs recorded at warm-up are the ones
+            # every request replays.
+            self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segapp-model")
+            self._logits = functools.partial(self._on_model_thread, compiled)
         self.processing = loaded.processing
         if min_region_px is not None:
             if min_region_px < 0:
@@ -289,6 +300,17 @@ class Segmenter:
 
     def _eager_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.network(pixel_values=pixel_values).logits
+
+    def _on_model_thread(self, fn: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Tensor) -> torch.Tensor:
+        """Run ``fn`` on the model thread and wait for it (exceptions are re-raised here)."""
+        assert self._model_thread is not None
+
+        def run() -> torch.Tensor:
+            # Inference mode and autocast are per thread: set them where the model runs.
+            with torch.inference_mode(), self._autocast():
+                return fn(pixel_values)
+
+        return self._model_thread.submit(run).result()
 
     def _buckets(self) -> list[int]:
         """Batch sizes compiled for: powers of two up to ``max_batch_size`` (and it)."""

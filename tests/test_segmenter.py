@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -240,6 +241,38 @@ def test_compiled_mode_pads_batches_to_a_few_shapes_and_warms_them_all(tiny_mode
     assert shapes == [1, 4, 6]  # 3 -> 4 and 5 -> 6: padded, then cut back
     with pytest.raises(ValueError, match="compile must be one of"):
         Segmenter.from_pretrained(tiny_model_dir, device="cpu", compile="fast")
+
+
+def test_compiled_calls_all_run_on_one_model_thread(tiny_model_dir: Path, monkeypatch) -> None:
+    """CUDA graph trees are per thread in PyTorch: warm-up and every request from a server's
+    thread pool must reach the compiled model on the same thread, in inference mode."""
+    calls: list[tuple[int, bool]] = []
+    fail = []
+
+    def fake_compile(fn, **options):
+        def run(pixel_values):
+            calls.append((threading.get_ident(), torch.is_inference_mode_enabled()))
+            if fail:
+                raise RuntimeError("CUDA error: an illegal memory access")
+            return fn(pixel_values)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    compiled = Segmenter.from_pretrained(tiny_model_dir, device="cpu", compile="reduce-overhead", max_batch_size=4)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        masks = list(pool.map(lambda seed: compiled.predict(_slice(64, 64, seed)).mask, range(16)))
+    assert len(masks) == 16 and len(calls) >= 4 + 4  # warm-up buckets, then at least 4 batches of 4
+    threads = {thread for thread, _ in calls}
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert all(inference for _, inference in calls)
+    eager = Segmenter.from_pretrained(tiny_model_dir, device="cpu")
+    assert np.array_equal(masks[3], eager.predict(_slice(64, 64, 3)).mask)
+    fail.append(True)  # an error on the model thread reaches the caller, and the next call works
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        compiled.predict(_slice(64, 64))
+    fail.clear()
+    assert compiled.predict(_slice(64, 64)).mask.shape == (64, 64)
 
 
 @pytest.mark.slow
