@@ -45,6 +45,8 @@ def test_bench_compiled_section(tiny_model_dir: Path, tmp_path: Path, monkeypatc
     assert compiled["mode"] == "reduce-overhead" and compiled["batch"] == 4
     assert compiled["compiled_ms"] > 0 and compiled["compiled_batch_slices_per_s"] > 0
     assert compiled["pixel_agreement"] == 1.0  # the same eager model underneath
+    # Concurrent callers on the compiled Segmenter, at its own batch limit (no new shapes).
+    assert compiled["concurrency"]["clients"] == 4 and compiled["concurrency"]["combined_slices_per_s"] > 0
 
 
 @pytest.mark.slow

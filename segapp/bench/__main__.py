@@ -11,7 +11,8 @@ Measures (warm-up, repeats, medians):
    argmax on the CPU), with the share of pixels on which our masks agree with (b);
 2. ``predict_batch`` throughput at several batch sizes; 16 threads calling ``predict`` at once,
    combined into shared forward passes vs one by one; with ``--compile MODE``, a compiled
-   Segmenter against the eager one (latency, batch throughput, agreement); with ``--runtime onnx``,
+   Segmenter against the eager one (latency, batch throughput, agreement, concurrent callers
+   reaching it from many threads); with ``--runtime onnx``,
    the ONNX Runtime path against PyTorch on the CPU (export and cached start-up, latency, batch
    throughput, agreement);
 3. the web path: one ``/segment`` request vs ``predict`` alone, both through Gradio's plain HTTP
@@ -155,20 +156,27 @@ def bench_batches(segmenter: Segmenter, slices: list[np.ndarray], sizes: list[in
 
 def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: int, per_client: int) -> dict[str, Any]:
     """``clients`` threads calling ``predict`` at once: combined (the service's default) vs one
-    by one (``combine_requests=False``), same model; plus a lone call's latency in both modes."""
-    combined = segmenter
-    single = Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=clients,
-                        combine_requests=False, compile=segmenter.compile)
-    saved_batch = combined.max_batch_size
-    combined.max_batch_size = clients
-    result: dict[str, Any] = {"clients": clients}
-    try:
-        for name, target in (("one_by_one", single), ("combined", combined)):
-            target.predict(slices[0])  # warm-up
+    by one (``combine_requests`` off), same Segmenter; plus a lone call's latency in both modes.
 
-            def worker(index: int, target: Segmenter = target) -> int:
+    The Segmenter's batch limit is set to ``clients`` meanwhile (for a compiled one, pass its
+    ``max_batch_size``, so no new shapes are compiled).
+    """
+    saved = segmenter.max_batch_size, segmenter.combine_requests
+    segmenter.max_batch_size = clients
+    result: dict[str, Any] = {"clients": clients}
+
+    def lone(combine: bool) -> None:
+        segmenter.combine_requests = combine
+        segmenter.predict(slices[0])
+
+    try:
+        for name, combine in (("one_by_one", False), ("combined", True)):
+            segmenter.combine_requests = combine
+            segmenter.predict(slices[0])  # warm-up
+
+            def worker(index: int) -> int:
                 for r in range(per_client):
-                    target.predict(slices[(index + r) % len(slices)])
+                    segmenter.predict(slices[(index + r) % len(slices)])
                 return per_client
 
             start = time.perf_counter()
@@ -176,12 +184,12 @@ def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: i
                 total = sum(pool.map(worker, range(clients)))
             result[f"{name}_slices_per_s"] = total / (time.perf_counter() - start)
         sync = (lambda: torch.cuda.synchronize(segmenter.device)) if segmenter.device.type == "cuda" else (lambda: None)
-        lone = _interleaved_ms({"one_by_one": lambda: single.predict(slices[0]),
-                                "combined": lambda: combined.predict(slices[0])}, 11, sync)
+        result["lone_request_ms"] = _interleaved_ms(
+            {"one_by_one": lambda: lone(False), "combined": lambda: lone(True)}, 11, sync
+        )
     finally:
-        combined.max_batch_size = saved_batch
+        segmenter.max_batch_size, segmenter.combine_requests = saved
     result["speedup"] = result["combined_slices_per_s"] / result["one_by_one_slices_per_s"]
-    result["lone_request_ms"] = lone
     return result
 
 
@@ -202,9 +210,11 @@ def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, re
     finally:
         segmenter.max_batch_size = eager_batch
     agree = [float(np.mean(compiled.predict(g).mask == segmenter.predict(g).mask)) for g in slices]
+    # The app's case: request threads of a server reaching the compiled model (on its own thread).
+    concurrency = bench_concurrency(compiled, slices, clients=batch, per_client=2 if quick else 16)
     return {"mode": mode, "compile_seconds": compile_seconds, "compiled_ms": ms["compiled"], "eager_ms": ms["eager"],
             "batch": batch, "compiled_batch_slices_per_s": throughput, "eager_batch_slices_per_s": eager_throughput,
-            "pixel_agreement": float(np.mean(agree))}
+            "pixel_agreement": float(np.mean(agree)), "concurrency": concurrency}
 
 
 def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, quick: bool) -> dict[str, Any]:
@@ -435,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"2c. compiled ({args.compile}, {comp['compile_seconds']:.0f} s to compile): single slice "
               f"{comp['compiled_ms']:.2f} ms vs eager {comp['eager_ms']:.2f} ms; batch {comp['batch']} "
               f"{comp['compiled_batch_slices_per_s']:.0f}/s vs {comp['eager_batch_slices_per_s']:.0f}/s; "
-              f"agreement {100 * comp['pixel_agreement']:.3f} %", flush=True)
+              f"agreement {100 * comp['pixel_agreement']:.3f} %; {comp['batch']} concurrent callers combined "
+              f"{comp['concurrency']['combined_slices_per_s']:.0f}/s vs one by one "
+              f"{comp['concurrency']['one_by_one_slices_per_s']:.0f}/s ({comp['concurrency']['speedup']:.2f}x)", flush=True)
     if args.runtime == "onnx":
         if device.type != "cpu":
             print("2d. ONNX Runtime: skipped, it runs on the CPU (use --device cpu)", flush=True)
