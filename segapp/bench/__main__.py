@@ -30,6 +30,7 @@ one run; GPU timings are absolute for the named card.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -193,28 +194,45 @@ def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: i
     return result
 
 
+def _against(candidate: Segmenter, reference: Segmenter, slices: list[np.ndarray], names: tuple[str, str],
+             batch: int, repeats: int, *, quick: bool) -> dict[str, Any]:
+    """Two Segmenters on the same slices: single-slice latency (round-robin), throughput at
+    ``batch``, and the share of pixels on which their masks agree.
+
+    Returns:
+        ``{A}_ms``, ``{B}_ms``, ``{A}_batch_slices_per_s``, ``{B}_batch_slices_per_s``, ``batch``,
+        ``pixel_agreement`` (mean over slices) and ``worst_slice_agreement``, where ``names``
+        is ``(A, B)`` for (candidate, reference).
+    """
+    a, b = names
+    device = reference.device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    saved = reference.max_batch_size
+    reference.max_batch_size = batch
+    try:
+        ms = _interleaved_ms({a: lambda: candidate.predict(slices[0]), b: lambda: reference.predict(slices[0])},
+                             repeats, sync)
+        seconds = 0.5 if quick else 3.0
+        rates = {name: bench_batches(target, slices, [batch], seconds)[f"batch_{batch}_slices_per_s"]
+                 for name, target in ((a, candidate), (b, reference))}
+    finally:
+        reference.max_batch_size = saved
+    agree = [float(np.mean(candidate.predict(g).mask == reference.predict(g).mask)) for g in slices]
+    return {f"{a}_ms": ms[a], f"{b}_ms": ms[b], "batch": batch,
+            f"{a}_batch_slices_per_s": rates[a], f"{b}_batch_slices_per_s": rates[b],
+            "pixel_agreement": float(np.mean(agree)), "worst_slice_agreement": float(np.min(agree))}
+
+
 def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, repeats: int, *, quick: bool) -> dict[str, Any]:
     """A ``torch.compile``'d Segmenter (same loaded model) against the eager one."""
     batch = 4 if quick else 16
     start = time.perf_counter()
     compiled = Segmenter(segmenter.loaded, device=segmenter.device, max_batch_size=batch, compile=mode)
     compile_seconds = time.perf_counter() - start
-    sync = (lambda: torch.cuda.synchronize(segmenter.device)) if segmenter.device.type == "cuda" else (lambda: None)
-    eager_batch = segmenter.max_batch_size
-    segmenter.max_batch_size = batch
-    try:
-        ms = _interleaved_ms({"compiled": lambda: compiled.predict(slices[0]),
-                              "eager": lambda: segmenter.predict(slices[0])}, repeats, sync)
-        throughput = bench_batches(compiled, slices, [batch], 0.5 if quick else 3.0)[f"batch_{batch}_slices_per_s"]
-        eager_throughput = bench_batches(segmenter, slices, [batch], 0.5 if quick else 3.0)[f"batch_{batch}_slices_per_s"]
-    finally:
-        segmenter.max_batch_size = eager_batch
-    agree = [float(np.mean(compiled.predict(g).mask == segmenter.predict(g).mask)) for g in slices]
+    result = _against(compiled, segmenter, slices, ("compiled", "eager"), batch, repeats, quick=quick)
     # The app's case: request threads of a server reaching the compiled model (on its own thread).
     concurrency = bench_concurrency(compiled, slices, clients=batch, per_client=2 if quick else 16)
-    return {"mode": mode, "compile_seconds": compile_seconds, "compiled_ms": ms["compiled"], "eager_ms": ms["eager"],
-            "batch": batch, "compiled_batch_slices_per_s": throughput, "eager_batch_slices_per_s": eager_throughput,
-            "pixel_agreement": float(np.mean(agree)), "concurrency": concurrency}
+    return {"mode": mode, "compile_seconds": compile_seconds, **result, "concurrency": concurrency}
 
 
 def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, quick: bool) -> dict[str, Any]:
@@ -239,21 +257,9 @@ def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, 
                 os.environ.pop("SEGAPP_CACHE_DIR", None)
             else:
                 os.environ["SEGAPP_CACHE_DIR"] = saved
-    torch_batch = segmenter.max_batch_size
-    segmenter.max_batch_size = batch
-    try:
-        ms = _interleaved_ms({"onnx": lambda: onnx.predict(slices[0]), "torch": lambda: segmenter.predict(slices[0])},
-                             repeats, lambda: None)
-        seconds = 0.5 if quick else 3.0
-        onnx_rate = bench_batches(onnx, slices, [batch], seconds)[f"batch_{batch}_slices_per_s"]
-        torch_rate = bench_batches(segmenter, slices, [batch], seconds)[f"batch_{batch}_slices_per_s"]
-    finally:
-        segmenter.max_batch_size = torch_batch
-    agree = [float(np.mean(onnx.predict(g).mask == segmenter.predict(g).mask)) for g in slices]
+    result = _against(onnx, segmenter, slices, ("onnx", "torch"), batch, repeats, quick=quick)
     return {"first_start_seconds": first_seconds, "cached_start_seconds": cached_seconds,
-            "onnx_ms": ms["onnx"], "torch_ms": ms["torch"], "speedup": ms["torch"] / ms["onnx"],
-            "batch": batch, "onnx_batch_slices_per_s": onnx_rate, "torch_batch_slices_per_s": torch_rate,
-            "pixel_agreement": float(np.mean(agree)), "worst_slice_agreement": float(np.min(agree))}
+            "speedup": result["torch_ms"] / result["onnx_ms"], **result}
 
 
 # ----------------------------------------------------------------------------- 3. web path
@@ -281,9 +287,11 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
     demo = build_demo(segmenter, examples_dir=None)
     _, url, _ = demo.launch(**launch_options(port=_free_port()), prevent_thread_lock=True, quiet=True)
     floor_demo, floor_url = _echo_app()
+    closing = contextlib.ExitStack()  # the HTTP clients
     try:
         client, floor = Client(url, verbose=False), Client(floor_url, verbose=False)
-        http, floor_http = httpx.Client(base_url=url, timeout=60), httpx.Client(base_url=floor_url, timeout=60)
+        http = closing.enter_context(httpx.Client(base_url=url, timeout=60))
+        floor_http = closing.enter_context(httpx.Client(base_url=floor_url, timeout=60))
         timings: dict[str, list[float]] = {}
         for p in files:
             timed = _interleaved_ms({
@@ -310,14 +318,14 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
                 total = sum(pool.map(worker, range(concurrent)))
             return total / (time.perf_counter() - start)
 
-        page = None
-        if page_available() is None:
-            page = bench_page(url, files, repeats, baseline=segmenter.predict)
+        page_skipped = page_available()
+        page = None if page_skipped else bench_page(url, files, repeats, baseline=segmenter.predict)
         clients = [Client(url, verbose=False) for _ in range(concurrent)]
-        https = [httpx.Client(base_url=url, timeout=120) for _ in range(concurrent)]
+        https = [closing.enter_context(httpx.Client(base_url=url, timeout=120)) for _ in range(concurrent)]
         client_rate = throughput(lambda i, p: clients[i].predict(handle_file(str(p)), api_name="/segment"))
         http_rate = throughput(lambda i, p: rest_client.segment(https[i], p))
     finally:
+        closing.close()
         floor_demo.close()
         demo.close()
     predict_ms = ms["predict"]
@@ -331,7 +339,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
             f"web_{concurrent}_clients_requests_per_s": client_rate,
             # The page in Chromium: Submit to the overlay decoded, vs predict just before each click.
             "page": None if page is None else {**page, "overhead": page["page_submit_ms"] / page["baseline_ms"] - 1},
-            "page_skipped": page_available()}
+            "page_skipped": page_skipped}
 
 
 def _echo_app() -> tuple[Any, str]:
