@@ -34,9 +34,21 @@ def _summary_writer_class() -> Callable[..., Any] | None:
     return SummaryWriter
 
 
-def tensorboard_available() -> bool:
-    """Whether TensorBoard event files can be written (the tensorboard package is installed)."""
-    return _summary_writer_class() is not None
+def tensorboard_writer_class(choice: str) -> Callable[..., Any] | None:
+    """The SummaryWriter class to use for a ``--tensorboard`` choice, or None for no event files.
+
+    Raises:
+        ValueError: ``choice`` is not one of :data:`TENSORBOARD_CHOICES`.
+        RunLogError: ``choice`` is "yes" and the tensorboard package is missing.
+    """
+    if choice not in TENSORBOARD_CHOICES:
+        raise ValueError(f"tensorboard must be one of {TENSORBOARD_CHOICES}, got {choice!r}")
+    if choice == "no":
+        return None
+    writer_class = _summary_writer_class()
+    if writer_class is None and choice == "yes":
+        raise RunLogError(TENSORBOARD_MISSING)
+    return writer_class
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
@@ -75,18 +87,13 @@ class RunLog:
     """
 
     def __init__(self, out: Path, tensorboard: str = "auto", resume_step: int | None = None) -> None:
-        if tensorboard not in TENSORBOARD_CHOICES:
-            raise ValueError(f"tensorboard must be one of {TENSORBOARD_CHOICES}, got {tensorboard!r}")
+        writer_class = tensorboard_writer_class(tensorboard)
         self.path = Path(out) / "metrics.jsonl"
         if resume_step is not None:
             _drop_records_after(self.path, resume_step)
         self.writer: Any = None
-        if tensorboard != "no":
-            writer_class = _summary_writer_class()
-            if writer_class is None and tensorboard == "yes":
-                raise RunLogError(TENSORBOARD_MISSING)
-            if writer_class is not None:
-                self.writer = writer_class(log_dir=str(Path(out) / "tensorboard"), purge_step=resume_step)
+        if writer_class is not None:
+            self.writer = writer_class(log_dir=str(Path(out) / "tensorboard"), purge_step=resume_step)
 
     @property
     def tensorboard_dir(self) -> Path | None:

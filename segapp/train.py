@@ -48,13 +48,7 @@ from segapp.modeling import (
     save_model,
 )
 from segapp.processing import ProcessingConfig, normalize, preprocess
-from segapp.run_log import (
-    TENSORBOARD_CHOICES,
-    TENSORBOARD_MISSING,
-    RunLog,
-    RunLogError,
-    tensorboard_available,
-)
+from segapp.run_log import TENSORBOARD_CHOICES, RunLog, RunLogError, tensorboard_writer_class
 from segapp.runtime import COMPILE_MODES
 from segapp.segmenter import Segmenter, pick_device
 
@@ -242,8 +236,7 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     """
     if not config.data or not config.out:
         raise TrainingError("Both --data and --out are required.")
-    if config.tensorboard == "yes" and not tensorboard_available():
-        raise TrainingError(TENSORBOARD_MISSING)  # before minutes of data decoding
+    tensorboard_writer_class(config.tensorboard)  # RunLogError for "yes" without the package, before minutes of decoding
     dist, device = setup_distributed(config.device)
     if config.max_minutes and dist.world > 1:
         # Processes would stop at different steps and wait on each other forever.
