@@ -236,7 +236,8 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     """
     if not config.data or not config.out:
         raise TrainingError("Both --data and --out are required.")
-    tensorboard_writer_class(config.tensorboard)  # RunLogError for "yes" without the package, before minutes of decoding
+    if config.tensorboard == "yes":  # RunLogError without the package, before minutes of decoding
+        tensorboard_writer_class(config.tensorboard)  # ("auto" cannot fail; every DDP rank runs this line)
     dist, device = setup_distributed(config.device)
     if config.max_minutes and dist.world > 1:
         # Processes would stop at different steps and wait on each other forever.
