@@ -68,7 +68,7 @@ ARG HUB_WEIGHTS=""
 RUN --mount=type=secret,id=hf_token,uid=1000 \
     if [ -n "${HUB_WEIGHTS}" ]; then \
         if [ -f /run/secrets/hf_token ]; then export HF_TOKEN="$(cat /run/secrets/hf_token)"; fi; \
-        HF_HUB_OFFLINE=0 python -c "import sys; from segapp.modeling import load_model; load_model(sys.argv[1])" "${HUB_WEIGHTS}"; \
+        HF_HUB_OFFLINE=0 python -c "import sys; from segapp.model.weights import load_model; load_model(sys.argv[1])" "${HUB_WEIGHTS}"; \
     fi
 
 # Offline and private at run time: no hub, no analytics or version checks; listen on all

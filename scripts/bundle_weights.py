@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segapp.evaluate import evaluate, format_table  # noqa: E402
-from segapp.modeling import load_model, save_model  # noqa: E402
+from segapp.model.weights import load_model, save_model  # noqa: E402
 from segapp.phantom import generate_dataset  # noqa: E402
 from segapp.train import TrainConfig, train  # noqa: E402
 

@@ -110,7 +110,7 @@ echo "== the bundled weights segment an example (offline)"
 HF_HUB_OFFLINE=1 python - <<'EOF'
 from pathlib import Path
 
-from segapp.segmenter import Segmenter
+from segapp.inference.segmenter import Segmenter
 
 example = sorted(Path("examples").glob("*.png"))[0]
 prediction = Segmenter.from_pretrained("assets/model", device="cpu").predict(example)

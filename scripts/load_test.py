@@ -754,7 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             import torch
 
-            from segapp.segmenter import Segmenter
+            from segapp.inference.segmenter import Segmenter
 
             segmenter = Segmenter.from_pretrained(args.weights, device=args.device)
             with serve(segmenter) as url:

@@ -12,22 +12,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "read_image": "segapp.image_io",
-    "ScanImage": "segapp.image_io",
-    "InvalidImageError": "segapp.image_io",
+    "read_image": "segapp.io.image",
+    "ScanImage": "segapp.io.image",
+    "InvalidImageError": "segapp.io.image",
     "LABELS": "segapp.labels",
     "NUM_LABELS": "segapp.labels",
     "ID2LABEL": "segapp.labels",
     "LABEL2ID": "segapp.labels",
-    "ProcessingConfig": "segapp.processing",
-    "preprocess": "segapp.processing",
-    "postprocess": "segapp.processing",
-    "load_model": "segapp.modeling",
-    "save_model": "segapp.modeling",
-    "LoadedModel": "segapp.modeling",
-    "ModelLoadError": "segapp.modeling",
-    "Segmenter": "segapp.segmenter",
-    "Prediction": "segapp.segmenter",
+    "ProcessingConfig": "segapp.model.processing",
+    "preprocess": "segapp.model.processing",
+    "postprocess": "segapp.model.processing",
+    "load_model": "segapp.model.weights",
+    "save_model": "segapp.model.weights",
+    "LoadedModel": "segapp.model.weights",
+    "ModelLoadError": "segapp.model.weights",
+    "Segmenter": "segapp.inference.segmenter",
+    "Prediction": "segapp.inference.segmenter",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
@@ -40,11 +40,11 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from segapp.image_io import InvalidImageError, ScanImage, read_image
+    from segapp.inference.segmenter import Prediction, Segmenter
+    from segapp.io.image import InvalidImageError, ScanImage, read_image
     from segapp.labels import ID2LABEL, LABEL2ID, LABELS, NUM_LABELS
-    from segapp.modeling import LoadedModel, ModelLoadError, load_model, save_model
-    from segapp.processing import ProcessingConfig, postprocess, preprocess
-    from segapp.segmenter import Prediction, Segmenter
+    from segapp.model.processing import ProcessingConfig, postprocess, preprocess
+    from segapp.model.weights import LoadedModel, ModelLoadError, load_model, save_model
 
 
 def __getattr__(name: str) -> Any:

@@ -2,9 +2,9 @@
 
 Prints a per-class table (Dice, IoU, Hausdorff 95 in pixels and mm, and the normalised 3D
 Hausdorff) and the competition score, and writes JSON. Dataset metrics come from the same
-code as training-time validation (:func:`segapp.evaluation.evaluate_slices`); the competition
+code as training-time validation (:func:`segapp.metrics.scoring.evaluate_slices`); the competition
 score ``0.4 x Dice + 0.6 x (1 - normalised 3D Hausdorff)`` is computed by
-:func:`segapp.volumes.competition_score` when the slice names form case-day volumes (its
+:func:`segapp.metrics.competition.competition_score` when the slice names form case-day volumes (its
 docstring says exactly how). Per-slice results are optional (``--per-slice FILE.csv``).
 """
 
@@ -21,19 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from segapp.data import DataError, load_valid_set
-from segapp.evaluation import evaluate_slices
-from segapp.files import write_text_atomic
-from segapp.image_io import ScanImage
+from segapp.inference.segmenter import Prediction, Segmenter
+from segapp.io.files import write_text_atomic
+from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND
-from segapp.metrics import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
-from segapp.modeling import ModelLoadError
-from segapp.onnx_runtime import OnnxError
-from segapp.runtime import RUNTIMES
-from segapp.segmenter import Prediction, Segmenter
-from segapp.volumes import VolumeError, competition_score
+from segapp.metrics.competition import VolumeError, competition_score
+from segapp.metrics.scoring import evaluate_slices
+from segapp.metrics.slices import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
+from segapp.model.onnx_runtime import OnnxError
+from segapp.model.runtime import RUNTIMES
+from segapp.model.weights import ModelLoadError
+from segapp.training.data import DataError, load_valid_set
 
-DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "assets" / "model")
+DEFAULT_WEIGHTS = str(Path(__file__).resolve().parents[1] / "assets" / "model")
 METRIC_KEYS = ("dice", "iou", "hd95_px", "hd95_mm")  # per-class entries of the result, table columns
 
 
@@ -128,15 +128,15 @@ def evaluate(
             started with ``--runtime onnx`` serves). Ignored when ``segmenter`` is given.
 
     Returns:
-        :func:`segapp.evaluation.evaluate_slices`'s dict (``slices``, ``mean_foreground_dice``,
+        :func:`segapp.metrics.scoring.evaluate_slices`'s dict (``slices``, ``mean_foreground_dice``,
         ``dice``/``iou``/``hd95_px``/``hd95_mm`` per class, ``images_per_s``) plus
         ``mean_foreground`` (each of those averaged over the three organs), ``weights``
         (None when ``segmenter`` was given),
-        ``device``, ``runtime``, ``competition`` (:func:`segapp.volumes.competition_score`'s dict, or
+        ``device``, ``runtime``, ``competition`` (:func:`segapp.metrics.competition.competition_score`'s dict, or
         ``{"skipped": reason}``) and, when asked, ``per_slice``.
 
     Raises:
-        segapp.data.DataError: The folder is not a usable split.
+        segapp.training.data.DataError: The folder is not a usable split.
         segapp.ModelLoadError: The weights cannot be loaded.
     """
     valid = load_valid_set(data, progress=progress)

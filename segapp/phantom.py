@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segapp.io.rle import rle_encode
 from segapp.labels import FOREGROUND, LABEL2ID
-from segapp.rle import rle_encode
 
 SLICE_THICKNESS_MM = 3.0
 SLICES_PER_SCAN = 144

@@ -10,7 +10,7 @@ fixed leading part). With ``.png`` as extension:
 - ``overlay``: ``OUT_DIR/overlays/REL.png``, the organs' colours blended onto the slice;
 - ``rle``: ``OUT_DIR/submission.csv``, competition style: ``id,class,predicted``, three rows
   per slice (``large_bowel``, ``small_bowel``, ``stomach``), ``predicted`` the run-length code
-  (:mod:`segapp.rle`). Ids ``caseN_dayD_slice_SSSS`` come from the file names or their
+  (:mod:`segapp.io.rle`). Ids ``caseN_dayD_slice_SSSS`` come from the file names or their
   folders; other files use their relative path without extension.
 - always ``OUT_DIR/stats.csv``: one row per slice, pixels, area in mm² (when the name gives
   the pixel spacing) and mean confidence per organ.
@@ -37,18 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from segapp.data import IMAGE_SUFFIXES
 from segapp.evaluate import DEFAULT_WEIGHTS, non_negative_int
-from segapp.files import write_text_atomic
-from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.inference.segmenter import Prediction, Segmenter
+from segapp.io.files import write_text_atomic
+from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.naming import slice_id
+from segapp.io.rle import rle_encode
 from segapp.labels import FOREGROUND
-from segapp.modeling import ModelLoadError
-from segapp.naming import slice_id
-from segapp.onnx_runtime import OnnxError
-from segapp.render import overlay
-from segapp.rle import rle_encode
-from segapp.runtime import COMPILE_MODES, RUNTIMES
-from segapp.segmenter import Prediction, Segmenter
+from segapp.model.onnx_runtime import OnnxError
+from segapp.model.runtime import COMPILE_MODES, RUNTIMES
+from segapp.model.weights import ModelLoadError
+from segapp.training.data import IMAGE_SUFFIXES
+from segapp.ui.render import overlay
 
 FORMATS = ("png", "overlay", "rle")
 SUBMISSION_NAME = "submission.csv"
@@ -289,7 +289,7 @@ def predict(
         log: Called with one line per skipped or failed input (default: print to stderr).
         min_region_px: Override the weights' small-region clean-up (None: the folder's value;
             0: off). Ignored when ``segmenter`` is given.
-        compile: ``torch.compile`` mode (:class:`~segapp.segmenter.Segmenter`); pays off for
+        compile: ``torch.compile`` mode (:class:`~segapp.inference.segmenter.Segmenter`); pays off for
             large folders on a GPU. Ignored when ``segmenter`` is given.
         runtime: ``torch``, or ``onnx`` (ONNX Runtime on the CPU; optional extra). Ignored
             when ``segmenter`` is given.

@@ -2,7 +2,7 @@
 
 Input, the UW-Madison GI Tract layout: ``RAW/train.csv`` (``id,class,segmentation``) and
 ``RAW/train/caseN/caseN_dayD/scans/slice_SSSS_W_H_PW_PH.png`` (16-bit). Output, the layout
-training reads (:mod:`segapp.data`): ``DATA/{train,valid}/{images,masks}/caseN_dayD_slice_SSSS_W_H_PW_PH.png``,
+training reads (:mod:`segapp.training.data`): ``DATA/{train,valid}/{images,masks}/caseN_dayD_slice_SSSS_W_H_PW_PH.png``,
 plus ``DATA/prepare_summary.json``.
 
 - Images: 8-bit, three equal channels, converted by :func:`segapp.read_image` (per-image
@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from segapp.image_io import InvalidImageError, read_image, save_mask_png, save_png
+from segapp.io.image import InvalidImageError, read_image, save_mask_png, save_png
+from segapp.io.naming import format_slice_name, parse_slice_name
+from segapp.io.rle import RLEError, rle_decode
 from segapp.labels import FOREGROUND, LABEL2ID, NUM_LABELS
-from segapp.naming import format_slice_name, parse_slice_name
-from segapp.rle import RLEError, rle_decode
 
 CSV_NAME = "train.csv"
 SUMMARY_NAME = "prepare_summary.json"

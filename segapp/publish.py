@@ -22,8 +22,8 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from segapp.modeling import CARD_FILE, WEIGHTS_FILE, ModelLoadError, load_model
-from segapp.processing import PREPROCESSOR_FILE
+from segapp.model.processing import PREPROCESSOR_FILE
+from segapp.model.weights import CARD_FILE, WEIGHTS_FILE, ModelLoadError, load_model
 
 CONFIG_FILE = "config.json"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, PREPROCESSOR_FILE, CARD_FILE)
@@ -64,7 +64,7 @@ def publish_model(
     """Check a saved model folder, create the model repository if needed, and upload the folder.
 
     Args:
-        folder: A folder written by training or :func:`segapp.modeling.save_model`.
+        folder: A folder written by training or :func:`segapp.model.weights.save_model`.
         repo_id: ``org/name`` (or ``user/name``) of a model repository.
         private: Create the repository as private; an existing repository keeps its visibility.
         token: A write token; None uses ``HF_TOKEN`` or the saved login.
@@ -87,7 +87,7 @@ def publish_model(
     if missing:
         raise PublishError(
             f"{path} is not a complete model folder (missing {', '.join(missing)}). Publish a folder "
-            "written by training (runs/<name>/best) or by segapp.modeling.save_model."
+            "written by training (runs/<name>/best) or by segapp.model.weights.save_model."
         )
     try:
         load_model(path)  # never publish weights that the app could not serve

@@ -33,13 +33,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from segapp.augment import AugmentConfig, augment
-from segapp.data import DataError, TrainSet, ValidSet, load_train_set, load_valid_set
-from segapp.evaluation import evaluate_slices
-from segapp.files import write_text_atomic
-from segapp.head_folding import FoldedTraining
+from segapp.inference.segmenter import Segmenter, pick_device
+from segapp.io.files import write_text_atomic
 from segapp.labels import NUM_LABELS
-from segapp.modeling import (
+from segapp.metrics.scoring import evaluate_slices
+from segapp.model.head_folding import FoldedTraining
+from segapp.model.processing import ProcessingConfig, normalize, preprocess
+from segapp.model.runtime import COMPILE_MODES
+from segapp.model.weights import (
     DEFAULT_BASE,
     LoadedModel,
     ModelLoadError,
@@ -47,10 +48,9 @@ from segapp.modeling import (
     recover_interrupted_save,
     save_model,
 )
-from segapp.processing import ProcessingConfig, normalize, preprocess
-from segapp.run_log import TENSORBOARD_CHOICES, RunLog, RunLogError, tensorboard_writer_class
-from segapp.runtime import COMPILE_MODES
-from segapp.segmenter import Segmenter, pick_device
+from segapp.training.augment import AugmentConfig, augment
+from segapp.training.data import DataError, TrainSet, ValidSet, load_train_set, load_valid_set
+from segapp.training.run_log import TENSORBOARD_CHOICES, RunLog, RunLogError, tensorboard_writer_class
 
 STATE_FILE = "training_state.pt"
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
@@ -91,7 +91,7 @@ class TrainConfig:
     hausdorff: bool = _opt(True, "compute Hausdorff 95 in validation")
     augment: bool = _opt(True, "random affine and intensity augmentation")
     data_on_device: str = _opt("auto", "keep the decoded data set on the GPU: auto (when it fits), yes, no", choices=["auto", "yes", "no"])
-    fold_head: bool = _opt(True, "train the decode head in its folded form: same function and gradients, about half the arithmetic (segapp.head_folding)")
+    fold_head: bool = _opt(True, "train the decode head in its folded form: same function and gradients, about half the arithmetic (segapp.model.head_folding)")
     compile: str = _opt("off", "torch.compile the training forward pass (off, default, max-autotune, reduce-overhead); compiles for minutes first, pays off on long GPU runs", choices=list(COMPILE_MODES))
     cudnn_benchmark: bool = _opt(True, "let cuDNN pick the fastest convolution algorithms (fixed input size)")
     progress: bool = _opt(True, "show progress bars")
@@ -549,7 +549,7 @@ def validation_loss(
 ) -> float:
     """The training loss on the validation slices, at the model input size, without augmentation.
 
-    Inputs go through :func:`segapp.processing.preprocess` (the serving path); masks are resized
+    Inputs go through :func:`segapp.model.processing.preprocess` (the serving path); masks are resized
     with nearest neighbour, as for training. Returns the mean over slices.
     """
     size = (processing.height, processing.width)

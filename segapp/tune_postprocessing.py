@@ -5,7 +5,7 @@
 Segmentation models leave small stray islands of a class (a few dozen pixels) on slices where
 the organ is absent or elsewhere; on a per-slice Dice such an island costs a whole slice. This
 command predicts the split once, then scores each candidate minimum region size (see
-:func:`segapp.processing.remove_small_regions`) through the same scoring path as
+:func:`segapp.model.processing.remove_small_regions`) through the same scoring path as
 ``segapp.evaluate``, prints the table and, with ``--write``, stores the best value in the model
 folder's ``preprocessor_config.json`` (``segapp_min_region_px``), which the app, ``predict``,
 ``evaluate`` and the benchmarks then all apply. Tune on validation data, report on other data.
@@ -20,20 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segapp.data import load_valid_set
-from segapp.evaluation import evaluate_slices
-from segapp.image_io import ScanImage
+from segapp.inference.segmenter import Prediction, Segmenter
+from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND
-from segapp.modeling import ModelLoadError
-from segapp.processing import ProcessingConfig, remove_small_regions
-from segapp.segmenter import Prediction, Segmenter
+from segapp.metrics.scoring import evaluate_slices
+from segapp.model.processing import ProcessingConfig, remove_small_regions
+from segapp.model.weights import ModelLoadError
+from segapp.training.data import load_valid_set
 
 CANDIDATES = (0, 10, 25, 50, 75, 100, 150, 200)
 
 
 class _Replay:
     """Answers ``predict_batch`` from predictions made once, with the clean-up applied, so each
-    candidate is scored by :func:`segapp.evaluation.evaluate_slices` without rerunning the model."""
+    candidate is scored by :func:`segapp.metrics.scoring.evaluate_slices` without rerunning the model."""
 
     def __init__(self, predictions: dict[int, Prediction], min_region_px: int) -> None:
         self.predictions = predictions
@@ -64,7 +64,7 @@ def tune(
 
     Raises:
         ValueError: a candidate is negative or there are none.
-        segapp.data.DataError, segapp.ModelLoadError: unusable data or weights.
+        segapp.training.data.DataError, segapp.ModelLoadError: unusable data or weights.
     """
     sizes = sorted({int(c) for c in candidates})
     if not sizes or sizes[0] < 0:

@@ -40,8 +40,8 @@ def make_tiny_model(num_labels: int = 4, seed: int = 0):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     """A complete saved model folder (config, safetensors, preprocessor config, card) of a tiny model."""
-    from segapp.modeling import save_model
-    from segapp.processing import ProcessingConfig
+    from segapp.model.processing import ProcessingConfig
+    from segapp.model.weights import save_model
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(make_tiny_model(), folder, processing=ProcessingConfig(height=64, width=64), data="random")
@@ -50,7 +50,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_model_dir):
-    from segapp.segmenter import Segmenter
+    from segapp.inference.segmenter import Segmenter
 
     return Segmenter.from_pretrained(tiny_model_dir, device="cpu")
 

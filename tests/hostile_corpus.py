@@ -7,7 +7,7 @@ return the :attr:`HostileFile.expected` pixels or refuse with a message matching
 
 The files are made in memory from one synthetic slice (no phantom, no model, numpy and
 pillow only; equal seeds give equal bytes). Expected pixels are computed here
-independently of :mod:`segapp.image_io`: per-image min-max to 0..255 for wider-than-8-bit
+independently of :mod:`segapp.io.image`: per-image min-max to 0..255 for wider-than-8-bit
 data, PIL's integer ITU-R 601-2 luma for colour, the stored values for 8-bit gray.
 
 Usage::

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segapp.data import find_pairs, read_mask
 from segapp.evaluate import main as evaluate_main
-from segapp.naming import parse_slice_name, slice_id
+from segapp.io.naming import parse_slice_name, slice_id
+from segapp.io.rle import rle_decode
 from segapp.phantom import generate_dataset
 from segapp.predict import main as predict_main
 from segapp.prepare import main as prepare_main
-from segapp.rle import rle_decode
 from segapp.train import main as train_main
+from segapp.training.data import find_pairs, read_mask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

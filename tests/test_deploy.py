@@ -734,7 +734,7 @@ def trained_folder(tiny_model_dir, tmp_path: Path) -> Path:
 
 
 def test_publish_uploads_the_model_folder_with_its_card_only(fake_hub, trained_folder: Path) -> None:
-    from segapp.modeling import load_model
+    from segapp.model.weights import load_model
 
     result = publish.publish_model(trained_folder, "my-lab/segapp-tiny", private=True, token="hf_secret")
     (api,) = fake_hub.made

@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segapp.data import load_valid_set
 from segapp.evaluate import evaluate, format_table, main
-from segapp.evaluation import evaluate_slices
 from segapp.labels import FOREGROUND
-from segapp.volumes import (
+from segapp.metrics.competition import (
     VolumeError,
     competition_score,
     group_volumes,
     hausdorff_distance,
     squared_distance_transform,
 )
+from segapp.metrics.scoring import evaluate_slices
+from segapp.training.data import load_valid_set
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 from test_reliability import MESSAGES, _load_script, bad_weights  # noqa: F401 - fixture
 
-from segapp.modeling import load_model
+from segapp.model.weights import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.data import find_pairs, read_mask
-from segapp.image_io import read_image
-from segapp.naming import parse_slice_name
+from segapp.io.image import read_image
+from segapp.io.naming import parse_slice_name
+from segapp.io.rle import rle_encode
 from segapp.prepare import PrepareError, choose_valid, main, prepare, resolve_overlaps
-from segapp.rle import rle_encode
+from segapp.training.data import find_pairs, read_mask
 
 H, W = 16, 20  # not square, so a swapped width and height cannot pass
 ORGANS = ("large_bowel", "small_bowel", "stomach")  # the competition CSV's order

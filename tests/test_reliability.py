@@ -29,10 +29,10 @@ from conftest import make_tiny_model
 from hostile_corpus import HostileFile, hostile_corpus, write_corpus
 from PIL import Image
 
-from segapp.data import IMAGE_SUFFIXES
-from segapp.image_io import DEFAULT_MAX_PIXELS, InvalidImageError, read_image
-from segapp.modeling import ModelLoadError, load_model, save_model
-from segapp.processing import ProcessingConfig
+from segapp.io.image import DEFAULT_MAX_PIXELS, InvalidImageError, read_image
+from segapp.model.processing import ProcessingConfig
+from segapp.model.weights import ModelLoadError, load_model, save_model
+from segapp.training.data import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = hostile_corpus()
@@ -238,7 +238,7 @@ def test_predict_reports_every_bad_file_and_segments_the_rest(tiny_segmenter, tm
 def test_png_outputs_can_be_written_for_names_at_the_length_limit(tmp_path: Path) -> None:
     """An input named with 255 bytes gets an output of the same length; its atomic write's
     temporary file must still fit the file system's limit."""
-    from segapp.image_io import save_mask_png
+    from segapp.io.image import save_mask_png
 
     name = "Ω" * 125 + "x.png"  # 255 bytes in UTF-8
     assert len(name.encode()) == 255
@@ -373,7 +373,7 @@ def _assert_best_intact(out: Path, weights: bytes) -> None:
 def test_training_on_a_full_disk_stops_clearly_and_keeps_best(
     phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    import segapp.modeling as modeling
+    import segapp.model.weights as modeling
     from segapp.train import main
 
     out = tmp_path / "run"
@@ -455,7 +455,7 @@ def test_training_into_a_read_only_folder_stops_clearly_and_keeps_best(
 def test_a_save_interrupted_between_its_renames_is_recovered(tmp_path: Path, monkeypatch) -> None:
     """A crash after best/ was moved aside and before the new one took its place leaves only
     best.previous: loading finds it, and the next save puts it back first."""
-    import segapp.modeling as modeling
+    import segapp.model.weights as modeling
 
     folder = tmp_path / "best"
     save_model(make_tiny_model(seed=1), folder)

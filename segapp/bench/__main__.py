@@ -51,10 +51,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segapp.bench.browser import bench_page, page_available
-from segapp.onnx_runtime import ONNX_MISSING, onnx_available
+from segapp.inference.segmenter import Segmenter, pick_device
+from segapp.model.onnx_runtime import ONNX_MISSING, onnx_available
+from segapp.model.runtime import COMPILE_MODES, RUNTIMES
 from segapp.phantom import generate_slice
-from segapp.runtime import COMPILE_MODES, RUNTIMES
-from segapp.segmenter import Segmenter, pick_device
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(266, 266), (360, 310), (234, 234), (276, 276)]  # (width, height), as segapp.phantom takes them
@@ -236,7 +236,7 @@ def bench_compiled(segmenter: Segmenter, slices: list[np.ndarray], mode: str, re
 
 
 def bench_onnx(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, *, quick: bool) -> dict[str, Any]:
-    """The ONNX Runtime path (:mod:`segapp.onnx_runtime`) against PyTorch, same loaded model, on the CPU.
+    """The ONNX Runtime path (:mod:`segapp.model.onnx_runtime`) against PyTorch, same loaded model, on the CPU.
 
     The first Segmenter exports into a fresh cache folder (what a first start costs); the second
     finds the export there (what every later start costs).

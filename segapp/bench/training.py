@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segapp.data import find_pairs
-from segapp.modeling import load_model
-from segapp.processing import ProcessingConfig
-from segapp.runtime import COMPILE_MODES
-from segapp.segmenter import pick_device
+from segapp.inference.segmenter import pick_device
+from segapp.model.processing import ProcessingConfig
+from segapp.model.runtime import COMPILE_MODES
+from segapp.model.weights import load_model
 from segapp.train import TrainConfig, resolve_precision, segmentation_loss, train
+from segapp.training.data import find_pairs
 
 
 class PlainDataset(torch.utils.data.Dataset):

@@ -26,12 +26,12 @@ import gradio as gr
 import numpy as np
 
 from segapp import __version__
-from segapp.image_io import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.labels import FOREGROUND, LABELS
-from segapp.render import color_mask, confidence_map, overlay
+from segapp.ui.render import color_mask, confidence_map, overlay
 
 if TYPE_CHECKING:  # torch stays unimported until a model is needed
-    from segapp.segmenter import Prediction, Segmenter
+    from segapp.inference.segmenter import Prediction, Segmenter
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from segapp.image_io import InvalidImageError, read_image
+from segapp.io.image import InvalidImageError, read_image
 from segapp.labels import FOREGROUND
 from segapp.ui.callbacks import (
     NOT_FOR_CLINICAL_USE,
@@ -23,7 +23,7 @@ from segapp.ui.callbacks import (
 )
 
 if TYPE_CHECKING:
-    from segapp.segmenter import Segmenter
+    from segapp.inference.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 

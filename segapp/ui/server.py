@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segapp.runtime import COMPILE_MODES, DEVICES, RUNTIMES
+from segapp.model.runtime import COMPILE_MODES, DEVICES, RUNTIMES
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
 
 if TYPE_CHECKING:
     import gradio as gr
 
-    from segapp.segmenter import Segmenter
+    from segapp.inference.segmenter import Segmenter
 
 log = logging.getLogger("segapp.ui")
 
@@ -30,7 +30,7 @@ MAX_FILE_SIZE = "50mb"  # a slice is well under 1 MB; this only stops abuse
 
 
 class LazySegmenter:
-    """Creates the shared :class:`~segapp.segmenter.Segmenter` once, on first call, from any thread.
+    """Creates the shared :class:`~segapp.inference.segmenter.Segmenter` once, on first call, from any thread.
 
     Lets ``app.py`` build its module-level page at import time without loading weights;
     :func:`main` calls it at start-up so the model is loaded and warmed before serving.
@@ -53,7 +53,7 @@ class LazySegmenter:
             loader: ``(source, device=..., compile=..., runtime=...) -> Segmenter``; defaults
                 to ``Segmenter.from_pretrained``.
             compile: ``torch.compile`` mode for the model (``off`` by default; see
-                :class:`~segapp.segmenter.Segmenter`).
+                :class:`~segapp.inference.segmenter.Segmenter`).
             runtime: ``torch`` (default) or ``onnx`` (ONNX Runtime on the CPU).
         """
         self.source = os.fspath(source)
@@ -97,14 +97,14 @@ class LazySegmenter:
         """The Segmenter, loading it on the first call.
 
         Raises:
-            segapp.modeling.ModelLoadError: The weights cannot be loaded (retried on the next call).
+            segapp.model.weights.ModelLoadError: The weights cannot be loaded (retried on the next call).
         """
         if self._segmenter is None:
             with self._lock:
                 if self._segmenter is None:
                     loader = self._loader
                     if loader is None:
-                        from segapp.segmenter import Segmenter
+                        from segapp.inference.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
                     # Only non-default options: test loaders need not know every keyword.

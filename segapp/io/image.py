@@ -1,0 +1,596 @@
+"""Reading slices from whatever users have, and writing PNGs safely.
+
+:func:`read_image` turns a file, bytes, an upload, a PIL image or an array into a
+:class:`ScanImage`: one (H, W) uint8 grayscale plane, converted exactly as the
+notebook's data preparation did (per-image min-max scaling of 16-bit and float
+scans to 0..255; 8-bit kept as is). Anything unusable is refused with an
+:class:`InvalidImageError` whose message says what is wrong and what to do.
+
+Policies (documented here so the app and the tools behave the same):
+
+- Multi-frame files (animated GIF, multi-page TIFF): the first frame is used and a
+  note says so.
+- Alpha is dropped: colour values are used as stored, as PIL's ``convert("RGB")``
+  and OpenCV's ``imread`` do, so uploads match how training images were read. A
+  note is added when the image actually has transparent pixels.
+- Colour: equal channels give that channel exactly; true colour becomes luminance
+  (ITU-R 601-2, PIL's ``"L"`` conversion) and a note says so.
+- JPEG/TIFF EXIF orientation is applied.
+- Size is checked from the header before any pixel is decoded. PIL's own
+  decompression-bomb guard stays on as a second line, so images above its limit
+  (about 179 million pixels) are refused whatever ``max_pixels`` says. For headers
+  above about 89 million pixels PIL also emits a ``DecompressionBombWarning`` before
+  the refusal; silencing it would mean changing process-wide warning filters.
+
+No global PIL state is changed, so reading is safe from several threads.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+# Register exactly the decoders we accept up front: Image.open(formats=...) then never
+# needs PIL's lazy, process-wide plugin initialisation while threads are decoding.
+from PIL import (
+    BmpImagePlugin,  # noqa: F401
+    GifImagePlugin,  # noqa: F401
+    Image,
+    ImageOps,
+    JpegImagePlugin,  # noqa: F401
+    PngImagePlugin,  # noqa: F401
+    TiffImagePlugin,  # noqa: F401
+    UnidentifiedImageError,
+    WebPImagePlugin,  # noqa: F401
+)
+
+from segapp.io.naming import parse_spacing
+from segapp.labels import NUM_LABELS
+
+DEFAULT_MAX_PIXELS = 50_000_000
+MIN_SIDE = 8  # pixels; smaller cannot be an MRI slice (the competition's are 234..360)
+ACCEPTED = "PNG, JPEG, TIFF, BMP, WebP or GIF"
+_PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_HEAD_BYTES = 1024
+
+# Bits per sample for PIL modes (32 for int32 "I" and float "F").
+_MODE_BITS = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I;16S": 16}
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
+
+
+class InvalidImageError(ValueError):
+    """The input cannot be used as a slice; the message is meant for the person who supplied it."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare by identity
+class ScanImage:
+    """A decoded slice, ready for :func:`segapp.model.processing.preprocess`.
+
+    Attributes:
+        pixels: (H, W) uint8 grayscale, 0..255.
+        spacing_mm: Pixel spacing (row, column) in mm, or None when unknown.
+        bit_depth: Bits per sample of the source (1, 8, 16, 32 or 64).
+        original_mode: PIL mode of the source (``"I;16"``, ``"RGB"``...) or the numpy
+            dtype name for arrays.
+        name: File name of the source, when known.
+        notes: Non-fatal remarks for the user, e.g. ``"multi-frame file: frame 1 of 5 used"``.
+    """
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    bit_depth: int
+    original_mode: str
+    name: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.pixels.dtype != np.uint8 or self.pixels.ndim != 2:
+            raise ValueError(f"pixels must be (H, W) uint8, got {self.pixels.dtype} {self.pixels.shape}")
+
+    @property
+    def height(self) -> int:
+        """Rows."""
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Columns."""
+        return int(self.pixels.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.height, self.width
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def read_image(
+    source: Source,
+    *,
+    name: str | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ScanImage:
+    """Read one slice as 8-bit grayscale.
+
+    Args:
+        source: A file path, the file's bytes, a binary file-like object (read from its
+            current position), a PIL image (its current frame is used), or an array of
+            shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of any integer, float or
+            bool dtype.
+        name: File name to report and to read the spacing from; defaults to the
+            path's (or the file object's) file name.
+        spacing_mm: Pixel spacing (row, column) in mm; overrides what the name says.
+        max_pixels: Largest accepted H * W, checked before decoding.
+
+    Returns:
+        The slice: uint8 pixels, uint8 sources kept as they are, anything wider
+        min-max scaled to 0..255 per image, rounded to nearest.
+
+    Raises:
+        InvalidImageError: The input is missing, not an image, damaged, too large,
+            too small, constant or contains NaN/inf. Never a PIL or numpy exception.
+        ValueError: ``spacing_mm`` is not two positive finite numbers.
+    """
+    if spacing_mm is not None:
+        spacing_mm = _checked_spacing(spacing_mm)
+    try:
+        pixels, bit_depth, mode, notes, source_name = _decode_source(source, max_pixels)
+    except MemoryError as exc:
+        raise InvalidImageError(
+            "The image is too large to process with the memory available. Upload a single, smaller slice."
+        ) from exc
+    name = name if name is not None else source_name
+    if spacing_mm is None:
+        for candidate in (name, source_name):
+            if candidate:
+                spacing_mm = parse_spacing(candidate)
+                if spacing_mm is not None:
+                    break
+    return ScanImage(
+        pixels=pixels,
+        spacing_mm=spacing_mm,
+        bit_depth=bit_depth,
+        original_mode=mode,
+        name=name,
+        notes=tuple(notes),
+    )
+
+
+_Decoded = tuple[np.ndarray, int, str, list[str]]
+
+
+def _decode_source(source: Source, max_pixels: int) -> tuple[np.ndarray, int, str, list[str], str | None]:
+    """Dispatch on the source kind: (pixels, bit depth, mode, notes, file name or None)."""
+    if isinstance(source, np.ndarray):
+        return (*_from_array(source, max_pixels), None)
+    if isinstance(source, Image.Image):
+        name = _base_name(getattr(source, "filename", None))
+        return (*_from_pil(source, max_pixels, frame_policy="current"), name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return (*_from_bytes(bytes(source), max_pixels), None)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(os.fsdecode(source))
+        return (*_from_path(path, max_pixels), path.name)
+    if hasattr(source, "read"):
+        name = _base_name(getattr(source, "name", None))
+        return (*_from_bytes(_read_stream(source), max_pixels), name)
+    raise InvalidImageError(
+        f"Cannot read an image from a {type(source).__name__}. "
+        "Give a file path, the file's bytes, a PIL image or a numpy array."
+    )
+
+
+def _base_name(value: Any) -> str | None:
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        return Path(os.fsdecode(value)).name or None
+    return None
+
+
+def _checked_spacing(spacing: Any) -> tuple[float, float]:
+    try:
+        row_mm, col_mm = (float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing_mm must be (row_mm, col_mm), got {spacing!r}") from None
+    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
+        raise ValueError(f"spacing_mm must be two positive finite numbers, got {spacing!r}")
+    return row_mm, col_mm
+
+
+def _read_stream(stream: Any) -> bytes:
+    try:
+        data = stream.read()
+    except Exception as exc:  # any reader error: the upload is unusable
+        raise InvalidImageError("The uploaded file could not be read. Upload it again.") from exc
+    if isinstance(data, str):
+        raise InvalidImageError("The file was opened as text; open it in binary mode ('rb').")
+    return bytes(data or b"")
+
+
+def _from_path(path: Path, max_pixels: int) -> _Decoded:
+    try:
+        if not path.exists():
+            raise InvalidImageError(f"There is no file at {path}. Check the path and the file name.")
+        if path.is_dir():
+            raise InvalidImageError(f"{path} is a folder, not an image file. Choose one slice image.")
+        if path.stat().st_size == 0:
+            raise InvalidImageError(_EMPTY)
+        with path.open("rb") as fp:
+            head = fp.read(_HEAD_BYTES)
+            fp.seek(0)
+            return _decode(fp, head, max_pixels)
+    except OSError as exc:  # permissions, vanished file, I/O errors
+        raise InvalidImageError(f"The file {path.name} could not be read ({exc.strerror or exc}).") from exc
+
+
+def _from_bytes(data: bytes, max_pixels: int) -> _Decoded:
+    if not data:
+        raise InvalidImageError(_EMPTY)
+    return _decode(io.BytesIO(data), data[:_HEAD_BYTES], max_pixels)
+
+
+_EMPTY = "The file is empty (0 bytes): the export or upload did not complete. Export or upload it again."
+
+
+def _decode(fp: IO[bytes], head: bytes, max_pixels: int) -> _Decoded:
+    """Open with PIL (accepted formats only), check the header size, then decode."""
+    try:
+        image = Image.open(fp, formats=_PIL_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(_too_large_message(_pil_bomb_pixels(exc), max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(_describe_unreadable(head)) from exc
+    except Exception as exc:  # PIL plugins raise many types on malformed headers
+        raise InvalidImageError(_damaged_message(_sniff_format(head))) from exc
+    with image:
+        return _from_pil(image, max_pixels, frame_policy="first")
+
+
+def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> _Decoded:
+    """Decode one frame of a PIL image into uint8 gray; every failure becomes InvalidImageError."""
+    fmt = image.format  # None for images made in memory
+    width, height = image.size
+    _check_size(height, width, max_pixels)
+    notes: list[str] = []
+    try:
+        frames = _frame_count(image)
+        if frames > 1:
+            if frame_policy == "first":
+                image.seek(0)
+            notes.append(f"multi-frame file: frame {image.tell() + 1} of {frames} used")
+        image.load()
+        image = _apply_exif_orientation(image, notes)
+        mode = image.mode
+        bit_depth = 16 if mode == "I" and fmt == "PNG" else _MODE_BITS.get(mode, 8)
+        array = _pil_to_array(image)
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as exc:  # raised by some plugins when seeking frames
+        raise InvalidImageError(_too_large_message(_pil_bomb_pixels(exc), max_pixels)) from exc
+    except MemoryError:
+        raise  # not damage: read_image reports it as too large
+    except Exception as exc:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError...
+        raise InvalidImageError(_damaged_message(fmt)) from exc
+    pixels, more_notes = _to_gray_uint8(array)
+    return pixels, bit_depth, mode, notes + more_notes
+
+
+def _frame_count(image: Image.Image) -> int:
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:  # a damaged later frame must not stop us using the first one
+        return 1
+
+
+def _apply_exif_orientation(image: Image.Image, notes: list[str]) -> Image.Image:
+    try:
+        orientation = image.getexif().get(0x0112, 1)  # EXIF "Orientation"
+        if orientation in range(2, 9):
+            rotated = ImageOps.exif_transpose(image)
+            notes.append(f"EXIF orientation {orientation} applied")
+            return rotated if rotated is not None else image
+    except Exception:  # broken EXIF is metadata damage, not pixel damage
+        notes.append("EXIF metadata unreadable: image shown as stored")
+    return image
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """PIL image -> (H, W) or (H, W, C) array in a mode :func:`_to_gray_uint8` handles."""
+    mode = image.mode
+    if mode in ("1", "L", "LA", "RGB", "RGBA", "F") or mode.startswith("I"):
+        return np.array(image)
+    if mode in ("P", "PA"):
+        # Palette indices mean nothing as intensities: go through the colours.
+        has_alpha = mode == "PA" or "transparency" in image.info
+        return np.array(image.convert("RGBA" if has_alpha else "RGB"))
+    if mode in ("La", "RGBa"):  # premultiplied alpha
+        return np.array(image.convert("LA" if mode == "La" else "RGBA"))
+    return np.array(image.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX...
+
+
+def _from_array(array: np.ndarray, max_pixels: int) -> _Decoded:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and not 1 <= array.shape[2] <= 4):
+        raise InvalidImageError(
+            f"Expected an image array of shape (H, W) or (H, W, C) with 1 to 4 channels, got {array.shape}. "
+            "Channels-first arrays need .transpose(1, 2, 0)."
+        )
+    kind = array.dtype.kind
+    if kind not in "biuf":
+        raise InvalidImageError(f"Pixel type {array.dtype} is not an image type; use integers or floats.")
+    _check_size(array.shape[0], array.shape[1], max_pixels)
+    bit_depth = 1 if kind == "b" else array.dtype.itemsize * 8
+    # Copy: the returned pixels must never alias the caller's array.
+    pixels, notes = _to_gray_uint8(np.array(array))
+    return pixels, bit_depth, array.dtype.name, notes
+
+
+def _to_gray_uint8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(H, W[, C]) array of any numeric dtype -> (H, W) uint8 and notes."""
+    notes: list[str] = []
+    if array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise InvalidImageError(
+                f"The image contains {bad} pixel(s) that are not numbers (NaN or infinite), "
+                "usually the sign of a failed conversion. Export the slice again."
+            )
+    if array.ndim == 3:
+        channels = array.shape[2]
+        if channels in (2, 4):  # gray + alpha, RGB + alpha
+            if not _fully_opaque(array[..., -1]):
+                notes.append("transparency ignored: the colour values are used as stored")
+            array = array[..., :-1]
+        # One channel, or three equal ones (how the prepared data set stores gray): keep it exactly.
+        if all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, array.shape[2])):
+            array = array[..., 0]
+        else:
+            notes.append("colour image: converted to grayscale (luminance)")
+            array = _luminance(array)
+    if array.dtype == np.bool_:
+        pixels = array.astype(np.uint8) * np.uint8(255)
+    elif array.dtype == np.uint8:
+        pixels = np.ascontiguousarray(array)
+    else:
+        pixels = _minmax_to_uint8(array)
+    low, high = int(pixels.min()), int(pixels.max())
+    if low == high:
+        raise _constant_error(low)
+    return pixels, notes
+
+
+def _fully_opaque(alpha: np.ndarray) -> bool:
+    if alpha.dtype.kind == "b":
+        return bool(alpha.all())
+    opaque = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "iu" else 1.0  # float alpha is 0..1
+    return bool(np.all(alpha >= opaque))
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W) ITU-R 601-2 luma: PIL's own "L" conversion for uint8, float otherwise."""
+    if rgb.dtype == np.uint8:
+        return np.array(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))
+    rgb = rgb.astype(np.float64)
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _minmax_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Per-image ``(x - min) / (max - min) * 255``, rounded to nearest (half to even, as OpenCV)."""
+    values = array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        raise _constant_error(low)
+    if not math.isfinite(high - low):  # a range wider than float64 holds: halve everything first
+        values, low, high = values / 2, low / 2, high / 2
+    values -= low
+    values *= 255.0 / (high - low)
+    np.rint(values, out=values)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+def _constant_error(value: float) -> InvalidImageError:
+    shown = int(value) if float(value).is_integer() else value
+    return InvalidImageError(
+        f"Every pixel of the image has the same value ({shown}): there is nothing to segment. "
+        "Check that the right slice was exported (not a blank or fully saturated image)."
+    )
+
+
+def _check_size(height: int, width: int, max_pixels: int) -> None:
+    if height <= 0 or width <= 0:
+        raise InvalidImageError(f"The image has no pixels ({width} x {height}). Export the slice again.")
+    if height * width > max_pixels:
+        raise InvalidImageError(_too_large_message(height * width, max_pixels, (width, height)))
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise InvalidImageError(
+            f"The image is only {width} x {height} pixels, too small to be an MRI slice "
+            f"(at least {MIN_SIDE} x {MIN_SIDE} needed; scans are usually 234 to 512 pixels wide)."
+        )
+
+
+def _too_large_message(pixels: int | None, max_pixels: int, size: tuple[int, int] | None = None) -> str:
+    what = f"{size[0]} x {size[1]} pixels" if size else f"{pixels:,} pixels" if pixels else "huge"
+    return (
+        f"The image is too large ({what}; at most {max_pixels:,} pixels are accepted). "
+        "An MRI slice is a few hundred pixels wide: upload a single slice, or downscale the image."
+    )
+
+
+def _pil_bomb_pixels(exc: Exception) -> int | None:
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(match.group(1)) if match else None
+
+
+def _damaged_message(fmt: str | None) -> str:
+    what = f"The {fmt} file" if fmt else "The file"
+    return (
+        f"{what} is damaged or incomplete (it may have been cut off during upload or copying). "
+        "Export or upload it again."
+    )
+
+
+def _sniff_format(head: bytes) -> str | None:
+    """Name of the accepted image format that ``head`` starts like, if any."""
+    if head.startswith(_PNG_MAGIC):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _looks_like(head: bytes) -> str | None:
+    """What a non-image file looks like, from its first bytes."""
+    if head[128:132] == b"DICM":
+        return "a DICOM file"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "a ZIP archive"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file (for example a .nii.gz volume)"
+    if head[:4] in (struct.pack("<i", 348), struct.pack(">i", 348)) or head[344:347] in (b"n+1", b"ni1"):
+        return "a NIfTI/Analyze volume"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array file"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith((b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")):
+        return "a JPEG 2000 image, which is not supported"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text or b"<body" in text:
+        return "an HTML web page"
+    if b"<svg" in text:
+        return "an SVG drawing"
+    if head and b"\x00" not in head:
+        printable = sum(byte >= 0x20 or byte in b"\t\n\r" for byte in head)
+        if printable >= 0.95 * len(head):
+            return "text"
+    return None
+
+
+def _describe_unreadable(head: bytes) -> str:
+    """Message for a file PIL could not identify as one of the accepted formats."""
+    fmt = _sniff_format(head)
+    if fmt == "PNG" and len(head) >= 24 and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        if width == 0 or height == 0:
+            return f"The PNG file declares no pixels ({width} x {height}). Export the slice again."
+    if fmt is not None:
+        return _damaged_message(fmt)
+    looks = _looks_like(head)
+    if looks == "a DICOM file":
+        return (
+            "The file is not an image but a DICOM file, which this tool does not read. "
+            "Export the slice as PNG (16-bit grayscale keeps full detail) and upload that."
+        )
+    kind = f"it looks like {looks}" if looks else "its format is not recognised"
+    return f"The file is not an image ({kind}). Upload a {ACCEPTED} slice."
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def save_png(
+    array: np.ndarray, path: str | os.PathLike, *, durable: bool = True, compress_level: int = 6
+) -> None:
+    """Write an array as PNG atomically: readers see the old file or the new one, never half.
+
+    Args:
+        array: (H, W) uint8 (8-bit gray), (H, W, 3) uint8 (RGB) or (H, W) uint16 (16-bit gray).
+        path: Destination; parent folders are created. An existing file is replaced.
+        durable: Flush file and folder to disk (survives a power cut); off for temporary
+            downloads, where it only costs time.
+        compress_level: zlib level 0-9 (lossless at every level). 1 suits files made per
+            request: on a noisy 266 x 266 RGB overlay it writes 3x faster (9 vs 30 ms) for a
+            1.5 % larger file.
+
+    Raises:
+        ValueError: Unsupported shape or dtype.
+    """
+    array = np.asarray(array)
+    gray = array.ndim == 2 and array.dtype in (np.uint8, np.uint16)
+    rgb = array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
+    if not (gray or rgb) or 0 in array.shape:
+        raise ValueError(
+            f"save_png takes (H, W) uint8/uint16 or (H, W, 3) uint8, got {array.dtype} {array.shape}"
+        )
+    # Little-endian, contiguous: what Image.fromarray maps to "L", "I;16" or "RGB".
+    image = Image.fromarray(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")))
+    destination = Path(os.fsdecode(path))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # Temp file in the same folder so os.replace is a rename on one file system. os.open
+    # with 0o666 lets the umask decide permissions, as for any ordinary new file. Only the
+    # name's start is kept: a destination name near the 255-byte limit must still get a temp.
+    temp = destination.with_name(f".{destination.name[:32]}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            image.save(fp, format="PNG", compress_level=compress_level)
+            if durable:
+                fp.flush()
+                os.fsync(fp.fileno())
+        os.replace(temp, destination)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_folder(destination.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Make the rename itself durable; folders cannot be opened this way on Windows.
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_mask_png(mask: np.ndarray, path: str | os.PathLike, *, durable: bool = True) -> None:
+    """Write a class-id mask as a single-channel 8-bit PNG, the training masks' format, atomically.
+
+    Args:
+        mask: (H, W) integer or bool array (or anything ``np.asarray`` accepts, such as
+            a CPU tensor) of class ids in 0..NUM_LABELS-1.
+        path: Destination; parent folders are created.
+
+    Raises:
+        ValueError: Not 2-D, not integer, or a value outside 0..NUM_LABELS-1.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.dtype.kind not in "biu":
+        raise ValueError(
+            f"a mask must be an (H, W) integer array of class ids, got {mask.dtype} {mask.shape}"
+        )
+    if mask.size and (int(mask.min()) < 0 or int(mask.max()) >= NUM_LABELS):
+        raise ValueError(
+            f"mask values must be class ids 0..{NUM_LABELS - 1}, found {int(mask.min())}..{int(mask.max())}"
+        )
+    save_png(mask.astype(np.uint8), path, durable=durable)

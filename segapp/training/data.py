@@ -1,0 +1,179 @@
+"""Training data in the notebook's layout, decoded once into memory.
+
+Layout: ``DIR/{train,valid}/{images,masks}/NAME.png``; an image and its mask share
+``NAME``. Images are read with :func:`segapp.read_image` (the inference path's reader),
+masks are single-channel PNGs of class ids 0..3.
+
+Training slices are resized once to the model's input size and kept as uint8 tensors
+(on the GPU when they fit): augmentation then runs in batches on the device, with no
+DataLoader worker processes on any OS. Validation slices are kept at their own size, so
+validation scores them exactly as the inference service would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from segapp.io.image import InvalidImageError, ScanImage, read_image
+from segapp.labels import NUM_LABELS
+from segapp.model.processing import ProcessingConfig, resize_gray
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")  # all read_image reads
+
+
+class DataError(ValueError):
+    """A data folder that cannot be trained on; the message names the file and the fix."""
+
+
+@dataclass
+class Pair:
+    """An image file and its mask file."""
+
+    image: Path
+    mask: Path
+
+
+def find_pairs(split_dir: str | Path) -> list[Pair]:
+    """Image/mask pairs of one split folder (``.../train`` or ``.../valid``), sorted by name.
+
+    Raises:
+        DataError: folder or sub-folder missing, no images, an image without a mask.
+    """
+    split = Path(split_dir)
+    images_dir, masks_dir = split / "images", split / "masks"
+    for folder in (split, images_dir, masks_dir):
+        if not folder.is_dir():
+            raise DataError(
+                f"Missing folder {folder}. Expected the layout {split}/images/*.png and "
+                f"{split}/masks/*.png (see README, 'Data layout'); "
+                "`python -m segapp.prepare` makes it from the competition download."
+            )
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(f"No images in {images_dir} (looked for {', '.join(IMAGE_SUFFIXES)}).")
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    missing = [p.name for p in images if p.stem not in masks]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(
+            f"{len(missing)} image(s) in {images_dir} have no mask of the same name in {masks_dir}: {shown}"
+        )
+    return [Pair(p, masks[p.stem]) for p in images]
+
+
+def read_mask(path: Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A class-id mask PNG as (H, W) uint8, checked.
+
+    Raises:
+        DataError: unreadable, not single-channel, values outside 0..3, or size differing
+            from ``expected_size`` (H, W).
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("L", "P", "I", "I;16", "1"):
+                raise DataError(
+                    f"Mask {path.name} has mode {img.mode}; masks must be single-channel PNGs of class ids."
+                )
+            mask = np.asarray(img)
+    except (OSError, SyntaxError) as exc:
+        raise DataError(f"Mask {path.name} cannot be read: {exc}") from None
+    if mask.max(initial=0) >= NUM_LABELS or mask.min(initial=0) < 0:
+        values = sorted(set(np.unique(mask).tolist()) - set(range(NUM_LABELS)))
+        raise DataError(
+            f"Mask {path.name} has values {values[:8]} outside the class ids 0..{NUM_LABELS - 1} "
+            "(0 background, 1 stomach, 2 small bowel, 3 large bowel). A mask saved as 0/255 "
+            "or as colours must be converted to class ids."
+        )
+    if expected_size is not None and mask.shape != tuple(expected_size):
+        raise DataError(
+            f"Mask {path.name} is {mask.shape[1]} x {mask.shape[0]} pixels but its image is "
+            f"{expected_size[1]} x {expected_size[0]}; image and mask must have the same size."
+        )
+    return mask.astype(np.uint8)
+
+
+def _read_pair(pair: Pair) -> tuple[ScanImage, np.ndarray]:
+    try:
+        scan = read_image(pair.image)
+    except InvalidImageError as exc:
+        raise DataError(f"Image {pair.image.name}: {exc}") from None
+    return scan, read_mask(pair.mask, scan.size)
+
+
+@dataclass
+class TrainSet:
+    """Training slices at the model input size, in memory.
+
+    Attributes:
+        images: (N, H, W) uint8 grayscale at the model input size.
+        masks: (N, H, W) uint8 class ids, resized with nearest neighbour.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nelement() + self.masks.nelement()
+
+    def to(self, device: torch.device | str) -> TrainSet:
+        return TrainSet(self.images.to(device), self.masks.to(device))
+
+
+@dataclass
+class ValidSet:
+    """Validation slices at their own size: what the inference service would receive."""
+
+    scans: list[ScanImage]
+    masks: list[np.ndarray]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.scans)
+
+
+def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress: bool = False) -> TrainSet:
+    """Decode a training split once, resized to the model input size.
+
+    Images go through the same reader and resize as inference (rounded back to uint8 to
+    keep the footprint at 2 bytes per pixel pair); masks use nearest neighbour.
+    """
+    pairs = find_pairs(split_dir)
+    size = (config.height, config.width)
+    images = torch.empty((len(pairs), *size), dtype=torch.uint8)
+    masks = torch.empty((len(pairs), *size), dtype=torch.uint8)
+    for index, pair in enumerate(_progress(pairs, progress, f"decoding {Path(split_dir).name}")):
+        scan, mask = _read_pair(pair)
+        gray = resize_gray([scan.pixels], config)  # (1, 1, H, W) float 0..255
+        images[index] = gray[0, 0].round().clamp(0, 255).to(torch.uint8)
+        mask_t = torch.from_numpy(mask)[None, None].float()
+        masks[index] = F.interpolate(mask_t, size=size, mode="nearest")[0, 0].to(torch.uint8)
+    return TrainSet(images, masks)
+
+
+def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet:
+    """Decode a validation split at the slices' own sizes."""
+    pairs = find_pairs(split_dir)
+    scans, masks = [], []
+    for pair in _progress(pairs, progress, f"decoding {Path(split_dir).name}"):
+        scan, mask = _read_pair(pair)
+        scans.append(scan)
+        masks.append(mask)
+    return ValidSet(scans, masks, [p.image.name for p in pairs])
+
+
+def _progress(items: list, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="slice", leave=False)
