@@ -21,6 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from segapp.cli import (
+    DEFAULT_WEIGHTS,
+    add_device_option,
+    add_min_region_option,
+    add_runtime_option,
+    add_weights_option,
+)
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.files import write_text_atomic
 from segapp.io.image import ScanImage
@@ -29,11 +36,9 @@ from segapp.metrics.competition import VolumeError, competition_score
 from segapp.metrics.scoring import evaluate_slices
 from segapp.metrics.slices import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
 from segapp.model.onnx_runtime import OnnxError
-from segapp.model.runtime import RUNTIMES
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import DataError, load_valid_set
 
-DEFAULT_WEIGHTS = str(Path(__file__).resolve().parents[1] / "assets" / "model")
 METRIC_KEYS = ("dice", "iou", "hd95_px", "hd95_mm")  # per-class entries of the result, table columns
 
 
@@ -230,10 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", required=True, help="split folder with images/ and masks/ (e.g. DATA_DIR/valid)"
     )
-    parser.add_argument(
-        "--weights", default=DEFAULT_WEIGHTS, help="model folder, .safetensors, .ckpt or hub id"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    add_weights_option(parser)
+    add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     parser.add_argument(
         "--no-hausdorff", action="store_true", help="skip Hausdorff 95 and the 3D score (faster)"
@@ -244,19 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="write the full result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--min-region-px", type=non_negative_int, default=None,
-                        help="override the weights' small-region clean-up (0: off; default: the folder's value)")
-    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                        help='torch (default), or onnx: ONNX Runtime on the CPU (pip install "segapp[onnx]")')
+    add_min_region_option(parser)
+    add_runtime_option(parser)
     return parser
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segapp.cli import non_negative_int
 from segapp.io.rle import rle_encode
 from segapp.labels import FOREGROUND, LABEL2ID
 
@@ -1300,13 +1301,6 @@ def generate_dataset(
 # Command line
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m segapp.phantom``: write a phantom data set. Returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -1315,12 +1309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (absent or empty)")
     parser.add_argument(
-        "--train", type=_count, required=True, help="training slices (raw layout: all slices)"
+        "--train", type=non_negative_int, required=True, help="training slices (raw layout: all slices)"
     )
     parser.add_argument(
-        "--valid", type=_count, default=0, help="validation slices, from other cases (default 0)"
+        "--valid", type=non_negative_int, default=0, help="validation slices, from other cases (default 0)"
     )
-    parser.add_argument("--seed", type=_count, default=0, help="random seed; equal seeds give equal files")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed; equal seeds give equal files")
     parser.add_argument("--raw", action="store_true", help="competition layout: 16-bit scans and train.csv")
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace train/, valid/, train.csv in --out")

@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from segapp.evaluate import DEFAULT_WEIGHTS, non_negative_int
+from segapp.cli import (
+    DEFAULT_WEIGHTS,
+    add_compile_option,
+    add_device_option,
+    add_min_region_option,
+    add_runtime_option,
+    add_weights_option,
+)
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.files import write_text_atomic
 from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
@@ -45,7 +52,6 @@ from segapp.io.naming import slice_id
 from segapp.io.rle import rle_encode
 from segapp.labels import FOREGROUND
 from segapp.model.onnx_runtime import OnnxError
-from segapp.model.runtime import COMPILE_MODES, RUNTIMES
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import IMAGE_SUFFIXES
 from segapp.ui.render import overlay
@@ -429,9 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs", nargs="+", metavar="INPUT", help="image file, folder (recursive) or glob pattern"
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--weights", default=DEFAULT_WEIGHTS, help="model folder, .safetensors, .ckpt or hub id"
-    )
+    add_weights_option(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
     parser.add_argument(
         "--format",
@@ -440,14 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(*FORMATS, "all"),
         help="png: class-id masks (default); overlay: colour overlays; rle: submission.csv; all; repeatable",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--min-region-px", type=non_negative_int, default=None,
-                        help="override the weights' small-region clean-up (0: off; default: the folder's value)")
-    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
-                        help="torch.compile the model first (worth it for large folders on a GPU; default off)")
-    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                        help='torch (default), or onnx: ONNX Runtime on the CPU, faster there (pip install "segapp[onnx]")')
+    add_min_region_option(parser)
+    add_compile_option(parser)
+    add_runtime_option(parser)
     return parser
 
 

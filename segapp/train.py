@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from segapp.cli import DEVICE_HELP
 from segapp.inference.segmenter import Segmenter, pick_device
 from segapp.io.files import write_text_atomic
 from segapp.labels import NUM_LABELS
@@ -78,7 +79,7 @@ class TrainConfig:
     div_factor: float = _opt(25.0, "OneCycle: initial lr = lr / div_factor")
     final_div_factor: float = _opt(1e4, "OneCycle: final lr = initial lr / final_div_factor")
     precision: str = _opt("auto", "auto: bf16 on GPUs that have it, else fp16 on CUDA, fp32 on CPU", choices=["auto", "fp16", "bf16", "fp32"])
-    device: str = _opt("auto", "auto, cpu, cuda, cuda:1, mps")
+    device: str = _opt("auto", DEVICE_HELP)
     seed: int = _opt(42, "random seed (shuffling, augmentation, new head)")
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: no limit; for smoke runs)")
     max_minutes: float = _opt(0.0, "stop (validating and saving first) after this many minutes of training (0: no limit)")

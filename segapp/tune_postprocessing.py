@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segapp.cli import add_device_option, add_weights_option
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND
@@ -115,12 +116,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.tune_postprocessing", description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", required=True, help="model folder (or any source load_model accepts, without --write)")
+    add_weights_option(parser, default=None, required=True)
     parser.add_argument("--data", required=True, help="labelled validation split with images/ and masks/ (not your test data)")
     parser.add_argument("--candidates", default=",".join(map(str, CANDIDATES)),
                         help="comma-separated minimum region sizes in pixels to try (default: %(default)s)")
     parser.add_argument("--write", action="store_true", help="store the best value in the model folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segapp.bench.browser import bench_page, page_available
+from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
 from segapp.inference.segmenter import Segmenter, pick_device
 from segapp.model.onnx_runtime import ONNX_MISSING, onnx_available
-from segapp.model.runtime import COMPILE_MODES, RUNTIMES
 from segapp.phantom import generate_slice
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -406,15 +406,13 @@ def bench_train(device: str, quick: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segapp.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--weights", default=str(ROOT / "assets" / "model"), help="any weights source")
+    add_device_option(parser)
+    add_weights_option(parser)
     parser.add_argument("--json", help="write all figures to this file")
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
-    parser.add_argument("--compile", default="off", choices=COMPILE_MODES,
-                        help="also time a torch.compile'd Segmenter in this mode against the eager one")
-    parser.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                        help="onnx: also time the ONNX Runtime path against PyTorch (CPU; needs segapp[onnx])")
+    add_compile_option(parser, help="also time a torch.compile'd Segmenter in this mode against the eager one")
+    add_runtime_option(parser, help="onnx: also time the ONNX Runtime path against PyTorch (CPU; needs segapp[onnx])")
     args = parser.parse_args(argv)
     if args.runtime == "onnx" and not onnx_available():
         print(f"error: {ONNX_MISSING}", file=sys.stderr)  # before minutes of other parts

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segapp.cli import add_compile_option, add_device_option
 from segapp.inference.segmenter import pick_device
 from segapp.model.processing import ProcessingConfig
-from segapp.model.runtime import COMPILE_MODES
 from segapp.model.weights import load_model
 from segapp.train import TrainConfig, resolve_precision, segmentation_loss, train
 from segapp.training.data import find_pairs
@@ -147,15 +147,14 @@ def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segapp.bench.training", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="data folder (notebook layout), e.g. from segapp.phantom")
-    parser.add_argument("--device", default="auto")
+    add_device_option(parser)
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps for segapp's path")
     parser.add_argument("--plain-steps", type=int, default=30, help="optimizer steps for the plain pipeline")
     parser.add_argument("--batch-size", type=int, default=6)
     parser.add_argument("--grad-accum", type=int, default=2)
     parser.add_argument("--precision", default="fp16", choices=["auto", "fp16", "bf16", "fp32"])
     parser.add_argument("--image-size", type=int, default=288)
-    parser.add_argument("--compile", default="off", choices=list(COMPILE_MODES),
-                        help="torch.compile segapp's training step (reduce-overhead: CUDA graphs)")
+    add_compile_option(parser, help="torch.compile segapp's training step (reduce-overhead: CUDA graphs)")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
     result = bench_training(args.data, device=args.device, steps=args.steps, plain_steps=args.plain_steps,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segapp.model.runtime import COMPILE_MODES, DEVICES, RUNTIMES
+from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
 
@@ -140,11 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py",
         description="GI-tract MRI segmentation web app (stomach, small bowel, large bowel).",
     )
-    parser.add_argument(
-        "--weights",
-        default=None,
-        help=f"model folder, .safetensors, .ckpt or hub id (default: ${WEIGHTS_ENV} or assets/model)",
-    )
+    add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled assets/model")
     parser.add_argument(
         "--host",
         default=None,
@@ -165,23 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USER:PASS",
         help=f"require this login (or set ${AUTH_ENV}); never logged",
     )
-    parser.add_argument(
-        "--device", default="auto", help=f"one of {', '.join(DEVICES)} or e.g. cuda:1 (default auto)"
-    )
-    parser.add_argument(
-        "--compile",
-        default="off",
-        choices=COMPILE_MODES,
-        help="torch.compile the model at start-up (reduce-overhead: CUDA graphs; start-up takes "
-        "longer, requests get faster on a GPU; default off)",
-    )
-    parser.add_argument(
-        "--runtime",
-        default="torch",
-        choices=RUNTIMES,
-        help="what runs the network: torch (default), or onnx = ONNX Runtime on the CPU, faster there "
-        '(needs pip install "segapp[onnx]"; the first start exports and caches the model)',
-    )
+    add_device_option(parser)
+    add_compile_option(parser)
+    add_runtime_option(parser)
     parser.add_argument(
         "--concurrency",
         type=int,
