@@ -34,12 +34,16 @@ from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND
 from segapp.metrics.competition import VolumeError, competition_score
 from segapp.metrics.scoring import evaluate_slices
-from segapp.metrics.slices import dice_per_class, iou_per_class, mean_foreground_dice, slice_metrics
+from segapp.metrics.slices import (
+    PER_CLASS_METRICS,
+    dice_per_class,
+    iou_per_class,
+    mean_foreground_dice,
+    slice_metrics,
+)
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import DataError, load_valid_set
-
-METRIC_KEYS = ("dice", "iou", "hd95_px", "hd95_mm")  # per-class entries of the result, table columns
 
 
 class _Recorder:
@@ -162,7 +166,7 @@ def evaluate(
     )
     result["mean_foreground"] = {
         key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
-        for key in METRIC_KEYS
+        for key in PER_CLASS_METRICS
         if key in result
     }
     result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
@@ -189,7 +193,7 @@ def format_table(result: dict[str, Any]) -> str:
     """A readable per-class table of an :func:`evaluate` result."""
     competition = result.get("competition") or {}
     scored = "score" in competition
-    columns = [c for c in METRIC_KEYS if c in result]
+    columns = [c for c in PER_CLASS_METRICS if c in result]
     header = "class        " + "".join(f"{c:>10}" for c in columns) + (f"{'hd3d_norm':>11}" if scored else "")
     lines = [header]
     for label in FOREGROUND:

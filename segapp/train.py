@@ -38,6 +38,7 @@ from segapp.inference.segmenter import Segmenter, pick_device
 from segapp.io.files import write_text_atomic
 from segapp.labels import NUM_LABELS
 from segapp.metrics.scoring import evaluate_slices
+from segapp.metrics.slices import PER_CLASS_METRICS
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.processing import ProcessingConfig, normalize, preprocess
 from segapp.model.runtime import COMPILE_MODES
@@ -218,7 +219,7 @@ def _card(config: TrainConfig, metrics: dict[str, Any] | None, command: str, n_t
     card_metrics = None
     if metrics:
         per_class: dict[str, dict[str, float]] = {}
-        for key in ("dice", "iou", "hd95_px", "hd95_mm"):
+        for key in PER_CLASS_METRICS:
             for name, value in metrics.get(key, {}).items():
                 if name != "background":
                     per_class.setdefault(name, {})[key] = value

@@ -31,6 +31,9 @@ import torch
 
 from segapp.labels import FOREGROUND, LABELS, NUM_LABELS
 
+# The per-class entries of MetricAccumulator.compute(), in the order reports list them.
+PER_CLASS_METRICS = ("dice", "iou", "hd95_px", "hd95_mm")
+
 MaskLike = np.ndarray | torch.Tensor
 
 # Rows of the (queries x columns) distance matrix evaluated at once: bounds memory
