@@ -401,6 +401,9 @@ def _minmax_to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(values, 0, 255).astype(np.uint8)
 
 
+minmax_uint8 = _minmax_to_uint8  # TODO(merge): the shared public name from the synthetic branch
+
+
 def _constant_error(value: float) -> InvalidImageError:
     shown = int(value) if float(value).is_integer() else value
     return InvalidImageError(
