@@ -19,12 +19,15 @@ class Label:
         name: Machine name, as in ``config.json``'s ``id2label`` and the competition CSV.
         display: Human name for pages and reports.
         color: RGB colour, 0..255 each.
+        snomed: SNOMED CT (code, meaning) of the organ, for DICOM-SEG and RTSTRUCT; None for
+            background.
     """
 
     id: int
     name: str
     display: str
     color: tuple[int, int, int]
+    snomed: tuple[str, str] | None = None
 
     @property
     def hex(self) -> str:
@@ -34,9 +37,9 @@ class Label:
 
 LABELS: tuple[Label, ...] = (
     Label(0, "background", "Background", (0, 0, 0)),
-    Label(1, "stomach", "Stomach", (230, 159, 0)),  # Okabe-Ito orange
-    Label(2, "small_bowel", "Small bowel", (86, 180, 233)),  # Okabe-Ito sky blue
-    Label(3, "large_bowel", "Large bowel", (204, 121, 167)),  # Okabe-Ito reddish purple
+    Label(1, "stomach", "Stomach", (230, 159, 0), ("69695003", "Stomach")),  # Okabe-Ito orange
+    Label(2, "small_bowel", "Small bowel", (86, 180, 233), ("30315005", "Small intestine")),  # sky blue
+    Label(3, "large_bowel", "Large bowel", (204, 121, 167), ("14742008", "Large intestine")),  # reddish purple
 )
 NUM_LABELS: int = len(LABELS)
 FOREGROUND: tuple[Label, ...] = LABELS[1:]

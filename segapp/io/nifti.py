@@ -117,3 +117,45 @@ def _load_data(image: object, volume_index: int | None) -> np.ndarray:
     if data.dtype.kind not in "iuf" and data.dtype != np.bool_:
         raise InvalidVolumeError(f"Voxels of type {data.dtype} are not a scan (complex or RGB data).")
     return data
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def write_label_nifti(labels: np.ndarray, volume: ScanVolume, path: str | Path) -> Path:
+    """Write a label volume as ``.nii.gz`` (uint8, class ids of :mod:`segapp.labels`).
+
+    Args:
+        labels: (Z, H, W) class ids on ``volume``'s grid (display order).
+        volume: The scan the labels belong to. A NIfTI input gets the labels in its own voxel
+            order with its own affine; any other input gets the display order transposed to
+            (column, row, slice) with the RAS affine of its DICOM (or PNG) geometry.
+        path: Destination (written atomically).
+
+    Returns:
+        The path. qform and sform are both set (code 1, scanner coordinates), so tools that read
+        either agree.
+    """
+    import nibabel as nib
+
+    from segapp.io.files import atomic_path
+
+    if labels.shape != volume.shape:
+        raise ValueError(f"labels {labels.shape} do not match the volume {volume.shape}")
+    labels = labels.astype(np.uint8, copy=False)
+    if volume.kind == "nifti" and volume.nifti_header is not None:
+        data = volume.to_source_order(labels)
+        affine = volume.nifti_header.get_best_affine()
+    else:
+        data = np.ascontiguousarray(np.transpose(labels, (2, 1, 0)))
+        affine = volume.affine_ras[:, [2, 1, 0, 3]]
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = b"segapp label map"
+    destination = Path(path)
+    with atomic_path(destination, suffix=".nii.gz") as temp:
+        nib.save(image, str(temp))
+    return destination
