@@ -407,11 +407,7 @@ def _assemble(slices: Sequence[_Slice], stack: np.ndarray, step: float, skipped:
     affine[:3, 3] = first.position
     voxels, display_affine, back = to_display_order(stack, affine)
     spacing = tuple(float(np.linalg.norm(display_affine[:3, a])) for a in range(3))
-    # Headers follow the display order of the slice axis (the only axis that maps to files).
-    order = list(range(len(slices)))
-    if display_affine[:3, 0] @ affine[:3, 0] < 0:
-        order.reverse()
-    headers = tuple(slices[i].header for i in order)
+    headers = tuple(s.header for s in slices)  # source order: slice k of to_source_order()
     notes = []
     modality = str(first.header.get("Modality", ""))
     if modality != "MR":

@@ -57,8 +57,10 @@ class ScanVolume:
         source_orientation: nibabel orientation array (3 x 2) mapping the display order back to the
             source's voxel order; with ``source_shape`` it drives :meth:`to_source_order`.
         source_shape: Shape of the source's own voxel array.
-        headers: Per-slice source headers in Z order (DICOM datasets without pixel data), for the
-            DICOM exports; empty for other kinds.
+        headers: Per-slice DICOM headers (datasets without pixel data) in the source order: header
+            k describes slice k of :meth:`to_source_order`'s result (the files sorted along their
+            own slice normal, rows and columns as stored), which is what DICOM exports reference
+            frame by frame; empty for other kinds.
         nifti_header: The source NIfTI header (for writing on the input's grid), else None.
         description: What may be shown and logged: modality, series description, sizes,
             spacing, orientation, slice count. Never patient data.
@@ -116,6 +118,19 @@ class ScanVolume:
         if array.shape != self.voxels.shape:
             raise ValueError(f"array shape {array.shape} is not the volume's {self.voxels.shape}")
         return np.ascontiguousarray(ornt.apply_orientation(array, self.source_orientation))
+
+    def from_source_order(self, array: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_source_order`: source voxel order -> display order."""
+        import nibabel.orientations as ornt
+
+        # source_orientation row a = (source axis, flip) of display axis a; invert the permutation.
+        inverse = np.empty_like(self.source_orientation)
+        for display_axis, (source_axis, flip) in enumerate(self.source_orientation):
+            inverse[int(source_axis)] = (display_axis, flip)
+        result = np.ascontiguousarray(ornt.apply_orientation(array, inverse))
+        if result.shape != self.voxels.shape:
+            raise ValueError(f"array shape {array.shape} is not the source's {self.source_shape}")
+        return result
 
 
 # ---------------------------------------------------------------------------

@@ -92,8 +92,9 @@ def test_every_in_plane_orientation_and_slice_order_gives_the_display_convention
     # Voxel (k, i, j) -> LPS: columns toward the left (+x), rows toward posterior (+y), k toward the head (+z).
     assert np.allclose(volume.affine_lps[:3, :3], np.diag([2.5, 0.3125, 0.3125])[[2, 1, 0]])
     assert np.allclose(volume.affine_lps[:3, 3], [0, 0, 0])
-    # Headers follow the slice order: slice k's header has the k-th position from the feet.
-    assert [float(h.ImagePositionPatient[2]) for h in volume.headers] == pytest.approx([0, 2.5, 5, 7.5, 10])
+    # Header k describes slice k in the source order: where that slice lies in display order.
+    source_z = volume.to_source_order(np.indices(volume.shape)[0])[:, 0, 0]
+    assert [float(h.ImagePositionPatient[2]) for h in volume.headers] == pytest.approx(list(2.5 * source_z))
 
 
 def test_slices_back_in_source_order(tmp_path: Path) -> None:
