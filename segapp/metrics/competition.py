@@ -31,7 +31,7 @@ present (the transform takes their depths, so a gap costs nothing and still coun
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,7 +311,7 @@ def competition_score(
     dice = np.stack([dice_per_class(p, t) for p, t in zip(preds, targets)])  # (N, C)
     hd_norm: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
     hd_px: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
-    items: Sequence[Volume] = volumes
+    items: Iterable[Volume] = volumes
     if progress:
         from tqdm.auto import tqdm
 
