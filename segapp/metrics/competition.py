@@ -265,13 +265,6 @@ def hausdorff_distance(pred: np.ndarray, target: np.ndarray, *, depths: Sequence
     return math.sqrt(max(to_target, to_pred))
 
 
-def normalized_hausdorff(pred: np.ndarray, target: np.ndarray) -> float:
-    """:func:`hausdorff_distance` divided by the array's diagonal, clipped to 0..1 (1 when one is empty)."""
-    shape = np.asarray(pred).shape
-    distance = hausdorff_distance(pred, target)
-    return min(1.0, distance / math.sqrt(sum(s * s for s in shape)))
-
-
 # ---------------------------------------------------------------------------------------------
 # The competition score
 
@@ -349,6 +342,5 @@ __all__ = [
     "competition_score",
     "group_volumes",
     "hausdorff_distance",
-    "normalized_hausdorff",
     "squared_distance_transform",
 ]
