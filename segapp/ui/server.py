@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py",
         description="GI-tract MRI segmentation web app (stomach, small bowel, large bowel).",
     )
-    add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled assets/model")
+    add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled demonstration weights")
     parser.add_argument(
         "--host",
         default=None,
