@@ -13,14 +13,14 @@ from PIL import Image
 
 from segapp.io.rle import rle_decode
 from segapp.labels import LABEL2ID
-from segapp.phantom import (
+from segapp.phantom import main
+from segapp.synthetic import (
     ORGANS,
     PROTOCOLS,
     SLICES_PER_SCAN,
     dataset_slice,
     generate_dataset,
     generate_slice,
-    main,
     make_case,
     minmax_uint8,
     render_slice,
