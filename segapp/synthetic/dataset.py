@@ -9,7 +9,6 @@ files do not depend on the order or the process that renders them.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segapp.io.files import atomic_file
 from segapp.io.rle import rle_encode
 from segapp.synthetic.anatomy import SLICE_THICKNESS_MM, SLICES_PER_SCAN, make_case
 from segapp.synthetic.rendering import PhantomSlice, render_slice
@@ -99,10 +99,9 @@ def dataset_slice(seed: int, case_id: int, day: int, slice_index: int) -> Phanto
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
-    """Write atomically: a temporary name in the same folder, then rename over."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write a PNG (pillow's default compression) atomically: a half-written file is never seen."""
+    with atomic_file(path, "wb") as f:
+        image.save(f, format="PNG")
 
 
 @dataclass(frozen=True)
@@ -254,13 +253,11 @@ def generate_dataset(
             update(len(job.slices))
 
     if raw:
-        tmp = out / f".train.csv.{os.getpid()}.tmp"
-        with tmp.open("w", newline="", encoding="utf-8") as f:
+        with atomic_file(out / "train.csv", "w", newline="") as f:  # UTF-8
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["id", "class", "segmentation"])
             for rows, _, _ in results:
                 writer.writerows(rows)
-        os.replace(tmp, out / "train.csv")
     sizes: dict[str, int] = {}
     for job, (_, _, size) in zip(jobs, results):
         sizes[size] = sizes.get(size, 0) + len(job.slices)
