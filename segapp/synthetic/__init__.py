@@ -9,10 +9,14 @@ seeds give equal bytes.
 What lives where, in the order the data takes:
 
 - :mod:`~segapp.synthetic.anatomy`: one patient-day as a 3D anatomy in mm (:func:`make_case`
-  -> :class:`PhantomCase`: body, organ layout, organ chains, tissue signals, scanner).
+  -> :class:`PhantomCase`). Its parameters are frozen dataclasses: ``Body`` (outline, wall),
+  ``Layout`` (z-levels and placement of the other structures, ``Kidneys``), ``Levels`` (tissue
+  signals), ``StomachLook`` (the day's filling), ``Scanner`` (acquisition); the target organs
+  are ``Chain`` s of spheres.
 - :mod:`~segapp.synthetic.rendering`: slice z of a case (:func:`render_slice` ->
   :class:`PhantomSlice`): painting the cut, then the acquisition (blur, gamma, bias, noise).
-  Consecutive slices of one case form a coherent volume.
+  Consecutive slices of one case form a coherent volume, so a volume writer (NIfTI, DICOM)
+  makes one case and renders each z.
 - :mod:`~segapp.synthetic.dataset`: seeds and files: :func:`generate_slice`,
   :func:`dataset_slice`, :func:`generate_dataset` (notebook layout, raw layout + train.csv).
 - :mod:`~segapp.synthetic.geometry`: pixel grids in mm, blur, morphology, splines.
