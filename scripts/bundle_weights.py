@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.evaluate import evaluate, format_table  # noqa: E402
 from segapp.model.weights import load_model, save_model  # noqa: E402
-from segapp.phantom import generate_dataset  # noqa: E402
+from segapp.synthetic import generate_dataset  # noqa: E402
 from segapp.train import TrainConfig, train  # noqa: E402
 
 NOTICE = (

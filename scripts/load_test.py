@@ -222,7 +222,7 @@ def make_inputs(folder: str | os.PathLike[str], *, phantoms: int = 4, seed: int 
     phantom slices as 16-bit PNG, 16-bit TIFF and 8-bit JPEG (a fourth size)."""
     from PIL import Image
 
-    from segapp.phantom import generate_slice
+    from segapp.synthetic import generate_slice
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

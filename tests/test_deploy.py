@@ -38,7 +38,7 @@ from PIL import Image
 
 from segapp import publish
 from segapp.bundled import EXAMPLES_DIR, MODEL_DIR
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 from segapp.ui import build_demo, default_source, launch_options
 from segapp.ui.page import DELETE_CACHE, TITLE
 from segapp.ui.server import LazySegmenter, closing_on_signals, main

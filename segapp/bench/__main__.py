@@ -54,7 +54,7 @@ from segapp.bench.browser import bench_page, page_available
 from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
 from segapp.inference.segmenter import Segmenter, pick_device
 from segapp.model.onnx_runtime import ONNX_MISSING, onnx_available
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 
 # The start-up part times the repository's ``python app.py``; an installed wheel has no app.py
 # (the weights and examples are package data, but the Spaces entry point is not), so it is skipped.
@@ -394,7 +394,7 @@ def bench_startup(weights: str, device: str, timeout: float = 120) -> dict[str, 
 
 def bench_train(device: str, quick: bool) -> dict[str, Any]:
     from segapp.bench.training import bench_training
-    from segapp.phantom import generate_dataset
+    from segapp.synthetic import generate_dataset
 
     with tempfile.TemporaryDirectory(prefix="segapp-bench-data-") as tmp:
         generate_dataset(Path(tmp), train=48 if quick else 240, valid=4, seed=9, progress=False)

@@ -15,7 +15,7 @@ from PIL import Image
 from segapp.io.image import read_image
 from segapp.labels import LABELS
 from segapp.model.weights import ModelLoadError
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 from segapp.ui.callbacks import (
     Callbacks,
     OutputFolders,
