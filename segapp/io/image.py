@@ -365,7 +365,10 @@ def _to_gray_uint8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
     elif array.dtype == np.uint8:
         pixels = np.ascontiguousarray(array)
     else:
-        pixels = _minmax_to_uint8(array)
+        low, high = float(array.min()), float(array.max())
+        if low == high:
+            raise _constant_error(low)
+        pixels = minmax_uint8(array)
     low, high = int(pixels.min()), int(pixels.max())
     if low == high:
         raise _constant_error(low)
@@ -387,18 +390,27 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _minmax_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Per-image ``(x - min) / (max - min) * 255``, rounded to nearest (half to even, as OpenCV)."""
-    values = array.astype(np.float64)
+def minmax_uint8(array: np.ndarray) -> np.ndarray:
+    """Per-image min-max scaling to 8 bits, the one conversion of every wide-range image (the
+    slice reader, the data preparation, volumes, the phantoms): ``round((x - min) / (max - min) *
+    255)``, half to even.
+
+    Args:
+        array: Any real array (finite values).
+
+    Returns:
+        uint8 of the same shape, 0 at the minimum and 255 at the maximum; all zeros when the
+        array is constant (callers that must refuse constant images check that first).
+    """
+    values = np.asarray(array, dtype=np.float64)
     low, high = float(values.min()), float(values.max())
-    if low == high:
-        raise _constant_error(low)
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
     if not math.isfinite(high - low):  # a range wider than float64 holds: halve everything first
         values, low, high = values / 2, low / 2, high / 2
-    values -= low
-    values *= 255.0 / (high - low)
-    np.rint(values, out=values)
-    return np.clip(values, 0, 255).astype(np.uint8)
+    # Divide, then multiply: the exact quotient, so values exactly half-way round to even
+    # (multiplying by 255 / (max - min) would miss some halves by one rounding step).
+    return np.rint((values - low) / (high - low) * 255.0).astype(np.uint8)
 
 
 def _constant_error(value: float) -> InvalidImageError:

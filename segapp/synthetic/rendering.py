@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segapp.io.image import minmax_uint8
 from segapp.labels import LABEL2ID
 from segapp.synthetic.anatomy import ORGANS, SLICE_THICKNESS_MM, SPAN_MM, Chain, Levels, PhantomCase
 from segapp.synthetic.geometry import (
@@ -72,27 +73,6 @@ class PhantomSlice:
         height, width = self.mask.shape
         row_mm, col_mm = self.spacing_mm
         return f"{self.id}_{width}_{height}_{col_mm:.2f}_{row_mm:.2f}.png"
-
-
-def minmax_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale an image by its own range: round((x - min) / (max - min) * 255), half to even.
-
-    Not :mod:`segapp.io.image`'s reader conversion, on purpose: that one multiplies by
-    255 / (max - min), which misses exact halves by an ulp (25 of 0..50 gives 127.4999... ->
-    127 there, 127.5 -> 128 here). Phantom files were made with this one; switching would
-    change one grey level in some pixels of about 1 slice in 13.
-
-    Args:
-        image: (H, W) array, any real dtype.
-
-    Returns:
-        (H, W) uint8; all zeros for a constant image.
-    """
-    data = np.asarray(image, dtype=np.float64)
-    low, high = float(data.min()), float(data.max())
-    if high <= low:
-        return np.zeros(data.shape, dtype=np.uint8)
-    return np.rint((data - low) / (high - low) * 255.0).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------
