@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.segmenter import Segmenter
 from segapp.io.image import read_image
 from segapp.labels import LABELS
 from segapp.model.weights import ModelLoadError
@@ -348,7 +351,7 @@ def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phan
 def test_lazy_segmenter_loads_once_across_threads() -> None:
     calls = []
 
-    def loader(source, device):
+    def loader(source, device, **options):
         calls.append((source, device))
         return object()
 
@@ -423,17 +426,27 @@ class _RecordingDemo:
         pass
 
 
+def _loader_noting_options(seen: dict[str, str]) -> Callable[..., Segmenter]:
+    """A LazySegmenter loader that loads the eager model and notes in ``seen`` the options it was
+    given that differ from ``Segmenter.from_pretrained``'s defaults (LazySegmenter passes them all)."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Segmenter.from_pretrained).parameters.items()
+    }
+
+    def loader(source: str, device: str, **options: str) -> Segmenter:
+        assert set(options) == {"compile", "runtime"}
+        seen.update({name: value for name, value in options.items() if value != defaults[name]})
+        return Segmenter.from_pretrained(source, device=device)
+
+    return loader
+
+
 def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_dir: Path) -> None:
     from segapp.ui.page import CONCURRENCY, QUEUE_SIZE
 
-    seen = {}
-
-    def loader(source, device, **options):
-        from segapp.inference.segmenter import Segmenter
-
-        seen.update(options)
-        return Segmenter.from_pretrained(source, device=device)
-
+    seen: dict[str, str] = {}
+    loader = _loader_noting_options(seen)
     demo = _RecordingDemo()
     assert main(demo, LazySegmenter("x", loader=loader), ["--weights", str(tiny_model_dir), "--device", "cpu"]) == 0
     assert demo.launched and seen == {}
@@ -447,14 +460,8 @@ def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_d
 
 
 def test_main_passes_the_runtime_and_reports_a_missing_extra(tiny_model_dir: Path, monkeypatch, capsys) -> None:
-    seen = {}
-
-    def loader(source, device, **options):
-        from segapp.inference.segmenter import Segmenter
-
-        seen.update(options)
-        return Segmenter.from_pretrained(source, device=device)
-
+    seen: dict[str, str] = {}
+    loader = _loader_noting_options(seen)
     args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--runtime", "onnx"]
     assert main(_RecordingDemo(), LazySegmenter("x", loader=loader), args) == 0
     assert seen == {"runtime": "onnx"}
