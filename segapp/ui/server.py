@@ -107,13 +107,9 @@ class LazySegmenter:
                         from segapp.inference.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
-                    # Only non-default options: test loaders need not know every keyword.
-                    options: dict[str, str] = {}
-                    if self.compile != "off":
-                        options["compile"] = self.compile
-                    if self.runtime != "torch":
-                        options["runtime"] = self.runtime
-                    self._segmenter = loader(self.source, device=self.device, **options)
+                    self._segmenter = loader(
+                        self.source, device=self.device, compile=self.compile, runtime=self.runtime
+                    )
         return self._segmenter
 
 
