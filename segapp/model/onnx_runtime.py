@@ -58,7 +58,7 @@ class OnnxExportError(OnnxError):
 def _import_onnxruntime() -> Any:
     try:
         import onnx  # noqa: F401  (the exporter needs both)
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]  # ships no type information
         import onnxscript  # noqa: F401
     except ImportError:
         raise OnnxUnavailableError(ONNX_MISSING) from None
