@@ -32,7 +32,6 @@ import math
 import os
 import re
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +52,7 @@ from PIL import (
     WebPImagePlugin,  # noqa: F401
 )
 
+from segapp.io.files import atomic_file
 from segapp.io.naming import parse_spacing
 from segapp.labels import NUM_LABELS
 
@@ -548,41 +548,8 @@ def save_png(
         )
     # Little-endian, contiguous: what Image.fromarray maps to "L", "I;16" or "RGB".
     image = Image.fromarray(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")))
-    destination = Path(os.fsdecode(path))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same folder so os.replace is a rename on one file system. os.open
-    # with 0o666 lets the umask decide permissions, as for any ordinary new file. Only the
-    # name's start is kept: a destination name near the 255-byte limit must still get a temp.
-    temp = destination.with_name(f".{destination.name[:32]}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            image.save(fp, format="PNG", compress_level=compress_level)
-            if durable:
-                fp.flush()
-                os.fsync(fp.fileno())
-        os.replace(temp, destination)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_folder(destination.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Make the rename itself durable; folders cannot be opened this way on Windows.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_file(path, "wb", durable=durable) as fp:
+        image.save(fp, format="PNG", compress_level=compress_level)
 
 
 def save_mask_png(mask: np.ndarray, path: str | os.PathLike, *, durable: bool = True) -> None:
