@@ -274,7 +274,7 @@ def _from_hub(repo_id: str, *, reset_head: bool) -> tuple[Any, Path]:
         raise ModelLoadError(
             f"Could not get '{repo_id}' from the HuggingFace hub ({type(exc).__name__}: {exc}). "
             "Without network access use local weights instead: a model folder "
-            "(e.g. assets/model or a training run's best/), a .safetensors file, a Lightning "
+            "(e.g. segapp/bundled/model or a training run's best/), a .safetensors file, a Lightning "
             "checkpoint (.ckpt), or 'scratch' for random initialisation. A hub model that was "
             "downloaded before is found in the cache with HF_HUB_OFFLINE=1."
         ) from None
