@@ -50,12 +50,12 @@ RUN printf '%s\n' "torch==${TORCH_VERSION}" ${PINNED} > /tmp/segapp-constraints.
 RUN pip check
 # <<< install
 
-# The app, the bundled weights (assets/model) and the example slices; nothing else. Owned by
-# root, so read-only to the app's user: it writes nothing but its upload cache in /tmp.
+# The app, the package with its bundled weights and example slices (segapp/bundled/), and the
+# style sheet (assets/); nothing else. Owned by root, so read-only to the app's user: it writes
+# nothing but its upload cache in /tmp.
 COPY app.py ./
 COPY segapp/ segapp/
 COPY assets/ assets/
-COPY examples/ examples/
 
 USER user
 ENV HOME=/home/user \

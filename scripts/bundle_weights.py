@@ -1,4 +1,4 @@
-"""Make the bundled demonstration weights (assets/model) and the example slices (examples/).
+"""Make the bundled demonstration weights and the example slices (package data in segapp/bundled/).
 
 Reproduces, in one process, what these commands do:
 
@@ -8,10 +8,10 @@ Reproduces, in one process, what these commands do:
         --batch-size 32 --grad-accum 1 --lr 6e-4 --epochs E --valid-every 10 --no-hausdorff
     python -m segapp.evaluate --data WORK/phantom-eval/valid --weights WORK/run/best
 
-then writes WORK/run/best to assets/model with a model card carrying the evaluation on the
-fresh seed, and copies six evaluation slices with organs to examples/. E is chosen from a
-short throughput probe so that training fits ``--minutes`` (a GPU is expected: on 2 CPU
-cores expect hours, see README).
+then writes WORK/run/best to segapp/bundled/model with a model card carrying the evaluation on
+the fresh seed, and copies six evaluation slices with organs to segapp/bundled/examples/. E is
+chosen from a short throughput probe so that training fits ``--minutes`` (a GPU is expected: on
+2 CPU cores expect hours, see README).
 
     python scripts/bundle_weights.py --work /tmp/bundle --minutes 4.5
 """
@@ -29,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.evaluate import evaluate, format_table  # noqa: E402
 from segapp.model.weights import load_model, save_model  # noqa: E402
-from segapp.phantom import generate_dataset  # noqa: E402
+from segapp.synthetic import generate_dataset  # noqa: E402
 from segapp.train import TrainConfig, train  # noqa: E402
 
 NOTICE = (
@@ -45,8 +46,8 @@ NOTICE = (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="scratch folder for data and the run")
-    parser.add_argument("--model-out", default=str(ROOT / "assets" / "model"))
-    parser.add_argument("--examples-out", default=str(ROOT / "examples"))
+    parser.add_argument("--model-out", default=str(MODEL_DIR))
+    parser.add_argument("--examples-out", default=str(EXAMPLES_DIR))
     parser.add_argument("--train", type=int, default=2500)
     parser.add_argument("--valid", type=int, default=300)
     parser.add_argument("--eval", type=int, default=500)

@@ -108,12 +108,11 @@ EOF
 
 echo "== the bundled weights segment an example (offline)"
 HF_HUB_OFFLINE=1 python - <<'EOF'
-from pathlib import Path
-
+from segapp.bundled import EXAMPLES_DIR, MODEL_DIR
 from segapp.inference.segmenter import Segmenter
 
-example = sorted(Path("examples").glob("*.png"))[0]
-prediction = Segmenter.from_pretrained("assets/model", device="cpu").predict(example)
+example = sorted(EXAMPLES_DIR.glob("*.png"))[0]
+prediction = Segmenter.from_pretrained(MODEL_DIR, device="cpu").predict(example)
 assert prediction.mask.ndim == 2 and prediction.mask.max() > 0, "no organ found in an example slice"
 print(f"   {example.name}: classes {sorted(set(prediction.mask.ravel().tolist()))}")
 EOF
@@ -147,7 +146,7 @@ if [ "$healthy" != 1 ]; then
     exit 1
 fi
 echo "   healthy on port $PORT"
-EXAMPLE="$(ls examples/*.png | head -n 1)"
+EXAMPLE="$(python -c 'from segapp.bundled import EXAMPLES_DIR; print(sorted(EXAMPLES_DIR.glob("*.png"))[0])')"
 python - "http://127.0.0.1:$PORT/" "$EXAMPLE" <<'EOF'
 import sys
 

@@ -5,7 +5,7 @@
 #                          callers combined vs one by one, training vs a plain DataLoader
 #   STAGE=train-compiled:  only training with a compiled step (CUDA graphs) vs the plain
 #                          DataLoader (about 4 minutes; a second device call after STAGE=bench)
-#   STAGE=finetune: first fine-tune assets/model on fresh phantoms (scripts/bundle_weights.py)
+#   STAGE=finetune: first fine-tune segapp/bundled/model on fresh phantoms (scripts/bundle_weights.py)
 #   STAGE=scratch:  first remake the bundled weights from random initialisation
 # The device machine has no Gradio, so the web and start-up parts of segapp.bench are skipped;
 # without scipy there, the small-region clean-up is switched off for the benchmark (noted).
@@ -16,10 +16,10 @@ MINUTES=${MINUTES:-3}
 nvidia-smi -L
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 
-WEIGHTS=assets/model
+WEIGHTS=segapp/bundled/model
 if ! python3 -c "import scipy" 2>/dev/null; then
     echo "note: no scipy here; benchmarking with the small-region clean-up off" | tee "$OUT/notes.txt"
-    cp -r assets/model /tmp/model-no-cleanup
+    cp -r segapp/bundled/model /tmp/model-no-cleanup
     python3 - <<'EOF'
 import json, pathlib
 p = pathlib.Path("/tmp/model-no-cleanup/preprocessor_config.json")
@@ -31,7 +31,7 @@ fi
 # Bundled weights + examples (optional)
 case "${STAGE:-bench}" in
     scratch) ARGS=(--minutes "$MINUTES") ;;
-    finetune) ARGS=(--base assets/model --epochs "${EPOCHS:-30}" --lr "${LR:-2e-4}") ;;
+    finetune) ARGS=(--base segapp/bundled/model --epochs "${EPOCHS:-30}" --lr "${LR:-2e-4}") ;;
     *) ARGS=() ;;
 esac
 if [ ${#ARGS[@]} -gt 0 ]; then

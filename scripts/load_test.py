@@ -1,6 +1,6 @@
 """Load, overload and hostile-input test of the app's ``/segment`` API, over loopback only.
 
-``python scripts/load_test.py [--weights assets/model [--spawn] | --url http://127.0.0.1:PORT]``
+``python scripts/load_test.py [--weights segapp/bundled/model [--spawn] | --url http://127.0.0.1:PORT]``
 
 Phases (each bounded in requests; the load phase also by ``--time-limit-s``, every request by
 a 120 s timeout):
@@ -57,6 +57,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from segapp import rest_client  # noqa: E402  (after the path set-up above)
+from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.rest_client import file_payload  # noqa: E402
 
 BUSY = "busy"  # outcome of a request the bounded queue turned away
@@ -221,12 +222,12 @@ def make_inputs(folder: str | os.PathLike[str], *, phantoms: int = 4, seed: int 
     phantom slices as 16-bit PNG, 16-bit TIFF and 8-bit JPEG (a fourth size)."""
     from PIL import Image
 
-    from segapp.phantom import generate_slice
+    from segapp.synthetic import generate_slice
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for example in sorted((ROOT / "examples").glob("*.png")):
+    for example in sorted(EXAMPLES_DIR.glob("*.png")):
         paths.append(Path(shutil.copy(example, folder / example.name)))
     kinds = ("png16", "tiff16", "jpeg8", "png16")
     for i in range(phantoms):
@@ -656,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--weights",
-        default=str(ROOT / "assets" / "model"),
+        default=str(MODEL_DIR),
         help="weights to serve in-process (default: the bundled model)",
     )
     where.add_argument("--url", help="a running app on this machine, e.g. http://127.0.0.1:7860/")

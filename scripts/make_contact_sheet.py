@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from segapp.labels import LABELS, palette
-from segapp.phantom import PhantomSlice, generate_slice
+from segapp.synthetic import PhantomSlice, generate_slice
 
 ROOT = Path(__file__).resolve().parent.parent
 TILE = 220  # pixels per image in the sheet

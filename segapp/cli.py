@@ -6,12 +6,12 @@ Importable without torch, so ``--help`` and the web page's start stay fast.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from segapp.bundled import MODEL_DIR
 from segapp.model.runtime import COMPILE_MODES, DEVICES, RUNTIMES
 
-# The bundled demonstration weights, the default of every tool that needs a model.
-DEFAULT_WEIGHTS = str(Path(__file__).resolve().parents[1] / "assets" / "model")
+# The bundled demonstration weights (package data), the default of every tool that needs a model.
+DEFAULT_WEIGHTS = str(MODEL_DIR)
 
 WEIGHTS_HELP = "model folder, .safetensors, Lightning .ckpt or hub id"
 DEVICE_HELP = f"one of {', '.join(DEVICES)} or e.g. cuda:1; auto: CUDA, else MPS, else CPU (default auto)"

@@ -1,8 +1,9 @@
 """Score weights on labelled slices: ``python -m segapp.evaluate --data DATA_DIR/valid``.
 
 Prints a per-class table (Dice, IoU, Hausdorff 95 in pixels and mm, and the normalised 3D
-Hausdorff) and the competition score, and writes JSON. Dataset metrics come from the same
-code as training-time validation (:func:`segapp.metrics.scoring.evaluate_slices`); the competition
+Hausdorff) and the competition score, and writes JSON. The slices are predicted once; dataset
+metrics come from the same code as training-time validation (:func:`segapp.metrics.scoring.predict_slices`
+and :func:`segapp.metrics.scoring.score_slices`); the competition
 score ``0.4 x Dice + 0.6 x (1 - normalised 3D Hausdorff)`` is computed by
 :func:`segapp.metrics.competition.competition_score` when the slice names form case-day volumes (its
 docstring says exactly how). Per-slice results are optional (``--per-slice FILE.csv``).
@@ -15,6 +16,7 @@ import csv
 import io
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,11 @@ from segapp.cli import (
     add_runtime_option,
     add_weights_option,
 )
-from segapp.inference.segmenter import Prediction, Segmenter
+from segapp.inference.segmenter import Segmenter
 from segapp.io.files import write_text_atomic
-from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND
 from segapp.metrics.competition import VolumeError, competition_score
-from segapp.metrics.scoring import evaluate_slices
+from segapp.metrics.scoring import predict_slices, score_slices
 from segapp.metrics.slices import (
     PER_CLASS_METRICS,
     dice_per_class,
@@ -44,24 +45,6 @@ from segapp.metrics.slices import (
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import DataError, load_valid_set
-
-
-class _Recorder:
-    """Stands in for the segmenter inside :func:`evaluate_slices`, keeping each predicted mask.
-
-    The dataset metrics then come from the one shared scoring path, while the per-slice
-    results and the 3D volumes reuse its predictions instead of running the model twice.
-    """
-
-    def __init__(self, segmenter: Segmenter) -> None:
-        self.segmenter = segmenter
-        self.masks: dict[int, np.ndarray] = {}  # id(scan) -> (H, W) uint8 prediction
-
-    def predict_batch(self, scans: Sequence[ScanImage]) -> list[Prediction]:
-        predictions = self.segmenter.predict_batch(scans)
-        for scan, prediction in zip(scans, predictions):
-            self.masks[id(scan)] = prediction.mask
-        return predictions
 
 
 def per_slice_results(
@@ -155,15 +138,13 @@ def evaluate(
             weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
         )
         source = str(weights)
-    recorder = _Recorder(segmenter)
-    result = evaluate_slices(
-        recorder,  # type: ignore[arg-type]  # duck-typed: only predict_batch is used
-        valid.scans,
-        valid.masks,
-        batch_size=batch_size,
-        hausdorff=hausdorff,
-        progress=progress,
-    )
+    # Predict once: the dataset metrics, the per-slice rows and the 3D volumes all score these masks.
+    start = time.perf_counter()
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress)
+    spacings = [scan.spacing_mm for scan in valid.scans]
+    result = score_slices(preds, valid.masks, spacings, hausdorff=hausdorff)
+    # Model and 2D metrics, the same figure training-time validation reports.
+    result["images_per_s"] = len(preds) / max(time.perf_counter() - start, 1e-9)
     result["mean_foreground"] = {
         key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
         for key in PER_CLASS_METRICS
@@ -171,7 +152,6 @@ def evaluate(
     }
     result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
                   min_region_px=segmenter.processing.min_region_px)
-    preds = [recorder.masks[id(scan)] for scan in valid.scans]
     if not competition:
         result["competition"] = {"skipped": "not asked for"}
     elif not hausdorff:
@@ -182,7 +162,6 @@ def evaluate(
         except VolumeError as exc:
             result["competition"] = {"skipped": f"the slices do not form volumes: {exc}"}
     if per_slice:
-        spacings = [scan.spacing_mm for scan in valid.scans]
         result["per_slice"] = per_slice_results(
             valid.names, preds, valid.masks, spacings, hausdorff=hausdorff
         )

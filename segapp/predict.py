@@ -308,7 +308,7 @@ def predict(
             listed (every input missing or empty), or a runtime that cannot run here.
         segapp.ModelLoadError: The weights cannot be loaded.
     """
-    chosen = set()
+    chosen: set[str] = set()
     for name in formats:
         if name == "all":
             chosen.update(FORMATS)

@@ -22,7 +22,7 @@ plus ``DATA/prepare_summary.json``.
   real data); training keeps ``empty_fraction`` of them, drawn with the seed, or all with
   ``keep_empty``.
 - Nothing half-written: everything is written into a hidden folder next to ``DATA``, which is
-  renamed to ``DATA`` only when complete. A missing scan, a malformed code or one running
+  renamed to ``DATA`` only when complete (:func:`segapp.io.files.atomic_folder`). A missing scan, a malformed code or one running
   past its image stops the run with an error naming the CSV line.
 
 CSV rows are matched to scans by id; a class missing from a slice's rows counts as absent,
@@ -36,9 +36,7 @@ import csv
 import json
 import math
 import os
-import shutil
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from segapp.io.files import atomic_folder, recover_interrupted_swap
 from segapp.io.image import InvalidImageError, read_image, save_mask_png, save_png
 from segapp.io.naming import format_slice_name, parse_slice_name
 from segapp.io.rle import RLEError, rle_decode
@@ -366,22 +365,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
-def _publish(temp: Path, out: Path) -> None:
-    """Move the finished temporary folder to ``out``, replacing what is there."""
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    os.replace(temp, out)
-    if old is not None:
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-
-
 def prepare(
     raw: str | os.PathLike,
     out: str | os.PathLike,
@@ -420,6 +403,9 @@ def prepare(
     raw_dir, out_dir = Path(raw), Path(out)
     if not 0.0 <= empty_fraction <= 1.0:
         raise PrepareError(f"--empty-fraction must lie in 0..1, got {empty_fraction}.")
+    # A run killed between the swap's two renames left only <out>.previous: put it back first,
+    # so it counts as an existing folder that only --overwrite replaces.
+    recover_interrupted_swap(out_dir)
     _check_out(out_dir, overwrite)
     slices, unlabelled = match_slices(raw_dir)
     if not slices:
@@ -441,10 +427,10 @@ def prepare(
     if not chosen["train"]:
         raise PrepareError("No training slice left; raise --empty-fraction or use --keep-empty.")
 
-    # Write everything into a hidden sibling folder, then rename it into place
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_dir.with_name(f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    # Write everything into a hidden sibling folder, swapped into place only when complete.
+    # Not durable: the slices are fsynced one by one as they are written (save_png), and a
+    # second pass over tens of thousands of files would only cost time.
+    with atomic_folder(out_dir, durable=False) as temp:
         figures = _write_all(chosen, temp, workers=workers, progress=progress)
         summary = {
             "raw": str(raw_dir),
@@ -459,10 +445,6 @@ def prepare(
             "unlabelled_scans": unlabelled,
         }
         (temp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        _publish(temp, out_dir)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return summary
 
 

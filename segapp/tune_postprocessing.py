@@ -21,30 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from segapp.cli import add_device_option, add_weights_option
-from segapp.inference.segmenter import Prediction, Segmenter
-from segapp.io.image import ScanImage
+from segapp.inference.segmenter import Segmenter
 from segapp.labels import FOREGROUND
-from segapp.metrics.scoring import evaluate_slices
+from segapp.metrics.scoring import predict_slices, score_slices
 from segapp.model.processing import ProcessingConfig, remove_small_regions
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import load_valid_set
 
 CANDIDATES = (0, 10, 25, 50, 75, 100, 150, 200)
-
-
-class _Replay:
-    """Answers ``predict_batch`` from predictions made once, with the clean-up applied, so each
-    candidate is scored by :func:`segapp.metrics.scoring.evaluate_slices` without rerunning the model."""
-
-    def __init__(self, predictions: dict[int, Prediction], min_region_px: int) -> None:
-        self.predictions = predictions
-        self.min_region_px = min_region_px
-
-    def predict_batch(self, scans: Sequence[ScanImage]) -> list[Prediction]:
-        return [
-            replace(self.predictions[id(scan)], mask=remove_small_regions(self.predictions[id(scan)].mask, self.min_region_px))
-            for scan in scans
-        ]
 
 
 def tune(
@@ -73,15 +57,13 @@ def tune(
     valid = load_valid_set(data, progress=progress)
     segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size, min_region_px=0)
     current = segmenter.loaded.processing.min_region_px
-    predictions: dict[int, Prediction] = {}
-    for start in range(0, len(valid), batch_size):
-        chunk = valid.scans[start : start + batch_size]
-        for scan, prediction in zip(chunk, segmenter.predict_batch(chunk)):
-            predictions[id(scan)] = prediction
+    # Predict once without clean-up; each candidate then cleans up copies of the same masks.
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size)
+    spacings = [scan.spacing_mm for scan in valid.scans]
     results = []
     for size in sizes:
-        scores = evaluate_slices(_Replay(predictions, size), valid.scans, valid.masks,  # type: ignore[arg-type]
-                                 batch_size=batch_size, hausdorff=False)
+        cleaned = [remove_small_regions(mask, size) for mask in preds]
+        scores = score_slices(cleaned, valid.masks, spacings, hausdorff=False)
         results.append({
             "min_region_px": size,
             "mean_foreground_dice": scores["mean_foreground_dice"],

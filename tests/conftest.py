@@ -58,7 +58,7 @@ def tiny_segmenter(tiny_model_dir):
 @pytest.fixture(scope="session")
 def phantom_data(tmp_path_factory: pytest.TempPathFactory):
     """A small notebook-layout data set from the phantom generator (12 train, 4 valid slices)."""
-    from segapp.phantom import generate_dataset
+    from segapp.synthetic import generate_dataset
 
     folder = tmp_path_factory.mktemp("phantom")
     generate_dataset(folder, train=12, valid=4, seed=5, progress=False)

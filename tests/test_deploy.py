@@ -37,7 +37,8 @@ from packaging.specifiers import SpecifierSet
 from PIL import Image
 
 from segapp import publish
-from segapp.phantom import generate_slice
+from segapp.bundled import EXAMPLES_DIR, MODEL_DIR
+from segapp.synthetic import generate_slice
 from segapp.ui import build_demo, default_source, launch_options
 from segapp.ui.page import DELETE_CACHE, TITLE
 from segapp.ui.server import LazySegmenter, closing_on_signals, main
@@ -316,12 +317,12 @@ def test_install_steps_install_the_pins_from_the_chosen_torch_index(dockerfile, 
 
 
 def test_dockerfile_bakes_weights_in_and_runs_offline(dockerfile, tmp_path: Path, monkeypatch) -> None:
-    # The bundled weights are copied into the image.
+    # The bundled weights are copied into the image (they are package data, inside segapp/).
     copied = [shlex.split(ins.value) for ins in dockerfile if ins.keyword == "COPY"]
     sources = {src.rstrip("/") for parts in copied for src in parts[:-1] if not src.startswith("--")}
-    assert "assets" in sources or "assets/model" in sources
+    assert "segapp" in sources and MODEL_DIR.is_relative_to(ROOT / "segapp")
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
-        assert (ROOT / "assets" / "model" / name).is_file()
+        assert (MODEL_DIR / name).is_file()
 
     # HUB_WEIGHTS: downloaded (and loaded, which checks them) at build time with the hub
     # reachable, then the image runs with HF_HUB_OFFLINE=1 and SEGAPP_WEIGHTS pointing at them.
@@ -351,9 +352,9 @@ def test_dockerfile_bakes_weights_in_and_runs_offline(dockerfile, tmp_path: Path
 
     # An empty SEGAPP_WEIGHTS (the image's default) means the bundled weights.
     monkeypatch.setenv("SEGAPP_WEIGHTS", "")
-    assert default_source(ROOT / "assets" / "model") == str(ROOT / "assets" / "model")
+    assert default_source(MODEL_DIR) == str(MODEL_DIR)
     monkeypatch.setenv("SEGAPP_WEIGHTS", "my-lab/segapp-b0")
-    assert default_source(ROOT / "assets" / "model") == "my-lab/segapp-b0"
+    assert default_source(MODEL_DIR) == "my-lab/segapp-b0"
 
 
 def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
@@ -389,8 +390,8 @@ def test_dockerignore_keeps_what_the_image_copies_and_nothing_private(dockerfile
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     needed = ["app.py", "requirements.txt", "assets/style.css"]
-    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "assets" / "model").iterdir()]
-    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "examples").iterdir()]
+    needed += [str(p.relative_to(ROOT)) for p in MODEL_DIR.iterdir()]
+    needed += [str(p.relative_to(ROOT)) for p in EXAMPLES_DIR.iterdir()]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "segapp").rglob("*.py")]
     for path in needed:
         assert not dockerignored(path, patterns), f"{path} is needed in the image but ignored"
@@ -440,8 +441,8 @@ def test_gitignore_keeps_local_and_private_files_out_of_a_space() -> None:
     ):
         assert ignored(path), f"{path} would be uploaded to the Space"
     needed = ["app.py", "requirements.txt", "README.md", "segapp/ui/page.py", "assets/style.css"]
-    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "assets" / "model").iterdir()]
-    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "examples").iterdir()]
+    needed += [str(p.relative_to(ROOT)) for p in MODEL_DIR.iterdir()]
+    needed += [str(p.relative_to(ROOT)) for p in EXAMPLES_DIR.iterdir()]
     for path in needed:
         assert not ignored(path), f"{path} is needed by the Space but ignored"
 

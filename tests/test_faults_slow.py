@@ -23,6 +23,7 @@ import pytest
 import torch
 from test_reliability import MESSAGES, _load_script, bad_weights  # noqa: F401 - fixture
 
+from segapp.bundled import MODEL_DIR
 from segapp.model.weights import load_model
 
 pytestmark = pytest.mark.slow
@@ -182,7 +183,7 @@ def test_soak_steady_load_without_memory_growth(load_test, tmp_path: Path) -> No
     before ``segapp.ui.server.limit_heap_growth``).
     """
     duration = float(os.environ.get("SEGAPP_SOAK_S", "600"))
-    with load_test.spawn(str(ROOT / "assets" / "model")) as (url, pid):
+    with load_test.spawn(str(MODEL_DIR)) as (url, pid):
         inputs = load_test.make_inputs(tmp_path / "inputs")
         reference, _ = load_test.reference_masks(url, inputs, tmp_path)
         soak = load_test.run_load(

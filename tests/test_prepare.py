@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,30 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     prepare(tmp_path / "raw", out, overwrite=True, progress=False)
     assert not (out / "keep.txt").exists() and (out / "train" / "images").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "raw"]  # no leftovers
+
+
+def test_an_empty_existing_output_is_used_without_overwrite(tmp_path: Path) -> None:
+    simple_raw(tmp_path / "raw")
+    (tmp_path / "data").mkdir()
+    prepare(tmp_path / "raw", tmp_path / "data", progress=False)
+    assert (tmp_path / "data" / "prepare_summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "raw"]
+
+
+def test_a_run_killed_between_the_renames_is_put_back_before_the_overwrite_check(tmp_path: Path) -> None:
+    simple_raw(tmp_path / "raw")
+    out = tmp_path / "data"
+    prepare(tmp_path / "raw", out, progress=False)
+    summary = (out / "prepare_summary.json").read_text()
+    # What a SIGKILL between the swap's two renames leaves: data.previous and the new temp folder.
+    os.replace(out, tmp_path / "data.previous")
+    (tmp_path / ".data.tmp-killed" / "train").mkdir(parents=True)
+    with pytest.raises(PrepareError, match="--overwrite"):
+        prepare(tmp_path / "raw", out, progress=False)
+    assert (out / "prepare_summary.json").read_text() == summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "raw"]
+    prepare(tmp_path / "raw", out, overwrite=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "raw"]
 
 
 def test_cli_reports_counts_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

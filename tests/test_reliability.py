@@ -373,7 +373,7 @@ def _assert_best_intact(out: Path, weights: bytes) -> None:
 def test_training_on_a_full_disk_stops_clearly_and_keeps_best(
     phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    import segapp.model.weights as modeling
+    import segapp.io.files as files
     from segapp.train import main
 
     out = tmp_path / "run"
@@ -382,7 +382,7 @@ def test_training_on_a_full_disk_stops_clearly_and_keeps_best(
     def full(folder: Path) -> None:  # the write-back of the new files fails, as on a full disk
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "model.safetensors"))
 
-    monkeypatch.setattr(modeling, "_fsync_tree", full)
+    monkeypatch.setattr(files, "_fsync_tree", full)
     args = ["--data", str(phantom_data), "--out", str(out), "--base", str(tiny_model_dir), "--max-steps", "1"]
     status = main(args + TRAIN_ARGS)
     err = capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 Needs the ``playwright`` Python package and a Chromium binary (``apt-get install chromium``);
 :func:`find_chromium` returns None where there is none, and the benchmark then skips this part.
-The browser test (``tests/test_browser.py``) launches Chromium the same way.
+The browser test (``tests/ui/test_browser.py``) launches Chromium the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def page_available() -> str | None:
 
 def bench_page(
     url: str,
-    images: list[str | Path],
+    images: Sequence[str | Path],
     repeats: int,
     baseline: Callable[[Path], Any] | None = None,
     browser: Any = None,

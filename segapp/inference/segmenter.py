@@ -2,7 +2,7 @@
 
 Typical use::
 
-    segmenter = Segmenter.from_pretrained("assets/model")      # CUDA, else MPS, else CPU
+    segmenter = Segmenter.from_pretrained(MODEL_DIR)  # segapp.bundled.MODEL_DIR      # CUDA, else MPS, else CPU
     prediction = segmenter.predict("case1_day2_slice_0060_266_266_1.50_1.50.png")
     prediction.mask          # (H, W) uint8 class ids at the slice's own size
     prediction.stats["stomach"].area_mm2

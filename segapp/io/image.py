@@ -32,7 +32,6 @@ import math
 import os
 import re
 import struct
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +52,7 @@ from PIL import (
     WebPImagePlugin,  # noqa: F401
 )
 
+from segapp.io.files import atomic_file
 from segapp.io.naming import parse_spacing
 from segapp.labels import NUM_LABELS
 
@@ -365,7 +365,10 @@ def _to_gray_uint8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
     elif array.dtype == np.uint8:
         pixels = np.ascontiguousarray(array)
     else:
-        pixels = _minmax_to_uint8(array)
+        low, high = float(array.min()), float(array.max())
+        if low == high:
+            raise _constant_error(low)
+        pixels = minmax_uint8(array)
     low, high = int(pixels.min()), int(pixels.max())
     if low == high:
         raise _constant_error(low)
@@ -387,18 +390,27 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _minmax_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Per-image ``(x - min) / (max - min) * 255``, rounded to nearest (half to even, as OpenCV)."""
-    values = array.astype(np.float64)
+def minmax_uint8(array: np.ndarray) -> np.ndarray:
+    """Per-image min-max scaling to 8 bits, the one conversion of every wide-range image (the
+    slice reader, the data preparation, volumes, the phantoms): ``round((x - min) / (max - min) *
+    255)``, half to even.
+
+    Args:
+        array: Any real array (finite values).
+
+    Returns:
+        uint8 of the same shape, 0 at the minimum and 255 at the maximum; all zeros when the
+        array is constant (callers that must refuse constant images check that first).
+    """
+    values = np.asarray(array, dtype=np.float64)
     low, high = float(values.min()), float(values.max())
-    if low == high:
-        raise _constant_error(low)
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
     if not math.isfinite(high - low):  # a range wider than float64 holds: halve everything first
         values, low, high = values / 2, low / 2, high / 2
-    values -= low
-    values *= 255.0 / (high - low)
-    np.rint(values, out=values)
-    return np.clip(values, 0, 255).astype(np.uint8)
+    # Divide, then multiply: the exact quotient, so values exactly half-way round to even
+    # (multiplying by 255 / (max - min) would miss some halves by one rounding step).
+    return np.rint((values - low) / (high - low) * 255.0).astype(np.uint8)
 
 
 minmax_uint8 = _minmax_to_uint8  # TODO(merge): the shared public name from the synthetic branch
@@ -539,41 +551,8 @@ def save_png(
         )
     # Little-endian, contiguous: what Image.fromarray maps to "L", "I;16" or "RGB".
     image = Image.fromarray(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")))
-    destination = Path(os.fsdecode(path))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same folder so os.replace is a rename on one file system. os.open
-    # with 0o666 lets the umask decide permissions, as for any ordinary new file. Only the
-    # name's start is kept: a destination name near the 255-byte limit must still get a temp.
-    temp = destination.with_name(f".{destination.name[:32]}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            image.save(fp, format="PNG", compress_level=compress_level)
-            if durable:
-                fp.flush()
-                os.fsync(fp.fileno())
-        os.replace(temp, destination)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_folder(destination.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Make the rename itself durable; folders cannot be opened this way on Windows.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_file(path, "wb", durable=durable) as fp:
+        image.save(fp, format="PNG", compress_level=compress_level)
 
 
 def save_mask_png(mask: np.ndarray, path: str | os.PathLike, *, durable: bool = True) -> None:

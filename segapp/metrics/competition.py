@@ -31,7 +31,7 @@ present (the transform takes their depths, so a gap costs nothing and still coun
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,13 +265,6 @@ def hausdorff_distance(pred: np.ndarray, target: np.ndarray, *, depths: Sequence
     return math.sqrt(max(to_target, to_pred))
 
 
-def normalized_hausdorff(pred: np.ndarray, target: np.ndarray) -> float:
-    """:func:`hausdorff_distance` divided by the array's diagonal, clipped to 0..1 (1 when one is empty)."""
-    shape = np.asarray(pred).shape
-    distance = hausdorff_distance(pred, target)
-    return min(1.0, distance / math.sqrt(sum(s * s for s in shape)))
-
-
 # ---------------------------------------------------------------------------------------------
 # The competition score
 
@@ -311,7 +304,7 @@ def competition_score(
     dice = np.stack([dice_per_class(p, t) for p, t in zip(preds, targets)])  # (N, C)
     hd_norm: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
     hd_px: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
-    items: Sequence[Volume] = volumes
+    items: Iterable[Volume] = volumes
     if progress:
         from tqdm.auto import tqdm
 
@@ -349,6 +342,5 @@ __all__ = [
     "competition_score",
     "group_volumes",
     "hausdorff_distance",
-    "normalized_hausdorff",
     "squared_distance_transform",
 ]

@@ -134,23 +134,6 @@ def _overlap_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return dice, iou
 
 
-def dice_per_class_batch(pred: MaskLike, target: MaskLike, num_classes: int = NUM_LABELS) -> torch.Tensor:
-    """Dice of every class in every slice of a batch, without leaving pred's device.
-
-    Args:
-        pred: Predicted class ids, (B, H, W), integer dtype, values in 0..num_classes-1.
-        target: Ground-truth class ids, same shape.
-        num_classes: Number of classes C.
-
-    Returns:
-        (B, C) float32 tensor on pred's device (kept there so training loops need not sync);
-        a class absent from both masks of a slice scores 1.
-    """
-    pred_t, target_t = _pair(pred, target, 3, num_classes)
-    dice, _ = _overlap_scores(_confusion(pred_t, target_t, num_classes))
-    return dice.float()
-
-
 def dice_per_class(pred: MaskLike, target: MaskLike, num_classes: int = NUM_LABELS) -> np.ndarray:
     """Dice ``2|P & T| / (|P| + |T|)`` per class for one slice.
 

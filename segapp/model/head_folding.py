@@ -25,12 +25,69 @@ Two forms share that arithmetic:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# transformers' Segformer modules are untyped, and nn.Module's attribute lookup says only
+# "Tensor | Module". These protocols name what the folding reads from them; the model is seen
+# through them where it comes in (_segformer, _head).
+
+_Layer = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _HeadConfig(Protocol):
+    num_encoder_blocks: int
+    decoder_hidden_size: int
+    reshape_last_stage: bool | None
+
+
+class _Linear(Protocol):  # nn.Linear with its bias
+    weight: torch.Tensor  # (out, in)
+    bias: torch.Tensor  # (out,)
+
+
+class _Projection(Protocol):  # SegformerMLP: stage i's linear map P_i, C_i -> D
+    proj: _Linear
+
+
+class _BatchNorm(Protocol):  # nn.BatchNorm2d with its running statistics (always tracked here)
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class _DecodeHead(Protocol):  # SegformerDecodeHead
+    config: _HeadConfig
+    training: bool
+    linear_projections: Sequence[_Projection]
+    linear_fuse: nn.Conv2d  # W: 4D -> D, 1x1, no bias
+    batch_norm: _BatchNorm
+    activation: _Layer
+    dropout: _Layer
+    classifier: nn.Conv2d
+
+
+class _Segformer(Protocol):  # SegformerForSemanticSegmentation
+    segformer: nn.Module  # the encoder, SegformerModel
+    decode_head: nn.Module  # a SegformerDecodeHead, seen through _head
+    config: Any
+
+
+def _head(head: nn.Module) -> _DecodeHead:
+    return cast(_DecodeHead, head)
+
+
+def _segformer(model: nn.Module) -> _Segformer:
+    return cast(_Segformer, model)
 
 
 def _mix_upsample_sum(
@@ -53,7 +110,7 @@ def _mix_upsample_sum(
     return fused
 
 
-def _stage_products(head: nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _stage_products(head: _DecodeHead) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per-stage W_i P_i (D, C_i) and the summed projection bias sum_i W_i b_i (D,), from
     ``head``'s current parameters (differentiable)."""
     n, d = head.config.num_encoder_blocks, head.config.decoder_hidden_size
@@ -74,11 +131,12 @@ class FoldedDecodeHead(nn.Module):
     def __init__(self, head: nn.Module) -> None:
         """Fold ``head`` (a transformers ``SegformerDecodeHead``, in eval mode) into this module."""
         super().__init__()
-        if head.training:
+        decode = _head(head)
+        if decode.training:
             raise ValueError("fold the decode head of a model in eval mode (batch norm statistics are folded)")
-        d = head.config.decoder_hidden_size
-        products, projection_bias = _stage_products(head)
-        bn = head.batch_norm
+        d = decode.config.decoder_hidden_size
+        products, projection_bias = _stage_products(decode)
+        bn = decode.batch_norm
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (D,)
         bias = bn.bias - scale * bn.running_mean + scale * projection_bias
         weights = [scale[:, None] * w for w in products]  # batch norm folded in
@@ -86,8 +144,8 @@ class FoldedDecodeHead(nn.Module):
             [nn.Parameter(w[:, :, None, None].contiguous(), requires_grad=False) for w in weights]
         )
         self.bias = nn.Parameter(bias.view(1, d, 1, 1).contiguous(), requires_grad=False)
-        self.classifier = head.classifier
-        self.reshape_last_stage = head.config.reshape_last_stage
+        self.classifier = decode.classifier
+        self.reshape_last_stage = decode.config.reshape_last_stage
 
     def forward(self, encoder_hidden_states: tuple[torch.Tensor, ...], **kwargs: Any) -> torch.Tensor:
         """Stage features (B, C_i, H_i, W_i) -> logits (B, num_labels, H_0, W_0)."""
@@ -105,9 +163,10 @@ class FoldedSegformer(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.segformer = model.segformer
-        self.decode_head = FoldedDecodeHead(model.decode_head)
-        self.config = model.config
+        parts = _segformer(model)
+        self.segformer = parts.segformer
+        self.decode_head = FoldedDecodeHead(parts.decode_head)
+        self.config = parts.config
 
     def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
         """``pixel_values`` (B, 3, H, W) -> ``.logits`` (B, num_labels, H/4, W/4)."""
@@ -136,8 +195,9 @@ class FoldedTraining(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> SimpleNamespace:
         """``pixel_values`` (B, 3, H, W) -> ``.logits`` (B, num_labels, H/4, W/4)."""
-        head = self.model.decode_head
-        outputs = self.model.segformer(pixel_values, output_hidden_states=True, return_dict=True)
+        model = _segformer(self.model)
+        head = _head(model.decode_head)
+        outputs = model.segformer(pixel_values, output_hidden_states=True, return_dict=True)
         products, bias = _stage_products(head)
         weights = [w[:, :, None, None] for w in products]
         fused = _mix_upsample_sum(outputs.hidden_states, weights, head.config.reshape_last_stage)

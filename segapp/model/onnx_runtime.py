@@ -23,14 +23,16 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from segapp.io.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class OnnxExportError(OnnxError):
 def _import_onnxruntime() -> Any:
     try:
         import onnx  # noqa: F401  (the exporter needs both)
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]  # ships no type information
         import onnxscript  # noqa: F401
     except ImportError:
         raise OnnxUnavailableError(ONNX_MISSING) from None
@@ -106,38 +108,40 @@ class _LogitsOnly(nn.Module):
         return self.network(pixel_values=pixel_values).logits
 
 
-def export_onnx(network: nn.Module, height: int, width: int, path: Path) -> None:
-    """Export ``network`` (``pixel_values (B, 3, height, width) -> logits (B, C, height/4, width/4)``,
-    any batch size) to ``path`` atomically. The network must be on the CPU in eval mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp.onnx")
-    example = torch.zeros(2, 3, height, width)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    # The exporter prints progress lines, warns and logs about things that do not concern users
-    # (e.g. that torchvision's operators are not registered).
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter: it prints progress lines, warns and logs about things that do not
+    concern users (e.g. that torchvision's operators are not registered)."""
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(
-                    _LogitsOnly(network).eval(), (example,), str(temp), dynamo=True, optimize=True,
-                    input_names=["pixel_values"], output_names=["logits"],
-                    dynamic_shapes={"pixel_values": {0: batch}}, external_data=False, verbose=False,
-                )
-            except OSError:
-                raise
-            except Exception as exc:
-                raise OnnxExportError(
-                    f"The model could not be exported to ONNX with torch {torch.__version__} "
-                    f"({type(exc).__name__}: {str(exc)[:300]}); use the default torch runtime."
-                ) from exc
-        os.replace(temp, path)
+            yield
     finally:
         exporter_log.setLevel(level)
-        temp.unlink(missing_ok=True)
+
+
+def export_onnx(network: nn.Module, height: int, width: int, path: Path) -> None:
+    """Export ``network`` (``pixel_values (B, 3, height, width) -> logits (B, C, height/4, width/4)``,
+    any batch size) to ``path`` atomically. The network must be on the CPU in eval mode."""
+    example = torch.zeros(2, 3, height, width)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with atomic_path(path, suffix=".tmp.onnx") as temp, _quiet_exporter():
+        try:
+            torch.onnx.export(
+                _LogitsOnly(network).eval(), (example,), str(temp), dynamo=True, optimize=True,
+                input_names=["pixel_values"], output_names=["logits"],
+                dynamic_shapes={"pixel_values": {0: batch}}, external_data=False, verbose=False,
+            )
+        except OSError:
+            raise
+        except Exception as exc:
+            raise OnnxExportError(
+                f"The model could not be exported to ONNX with torch {torch.__version__} "
+                f"({type(exc).__name__}: {str(exc)[:300]}); use the default torch runtime."
+            ) from exc
 
 
 def _writable_dir(folder: Path) -> bool:

@@ -224,7 +224,8 @@ def remove_small_regions(mask: np.ndarray, min_px: int) -> np.ndarray:
     """
     if min_px <= 1 or not mask.any():
         return mask.copy()
-    from scipy import ndimage  # only models that use the clean-up need scipy loaded
+    # Only models that use the clean-up need scipy loaded; scipy ships no type information.
+    from scipy import ndimage  # type: ignore[import-untyped]
 
     out = mask.copy()
     for class_id in np.unique(mask):

@@ -18,13 +18,11 @@ and a model card ``README.md``.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
 import pickle
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from typing import Any
 
 import torch
 
+from segapp.io.files import atomic_folder, previous_path, recover_interrupted_swap
 from segapp.labels import FOREGROUND, ID2LABEL, LABEL2ID, NUM_LABELS
 from segapp.model.processing import PREPROCESSOR_FILE, ProcessingConfig
 
@@ -275,7 +274,7 @@ def _from_hub(repo_id: str, *, reset_head: bool) -> tuple[Any, Path]:
         raise ModelLoadError(
             f"Could not get '{repo_id}' from the HuggingFace hub ({type(exc).__name__}: {exc}). "
             "Without network access use local weights instead: a model folder "
-            "(e.g. assets/model or a training run's best/), a .safetensors file, a Lightning "
+            "(e.g. segapp/bundled/model or a training run's best/), a .safetensors file, a Lightning "
             "checkpoint (.ckpt), or 'scratch' for random initialisation. A hub model that was "
             "downloaded before is found in the cache with HF_HUB_OFFLINE=1."
         ) from None
@@ -340,10 +339,10 @@ def load_model(
         kind = "hub"
         processing = _hub_processing(folder, model, reset_head=reset_head)
         card = _read_card(folder)
-    elif _previous(path).is_dir():
+    elif previous_path(path).is_dir():
         # A save killed between its two renames (see save_model): the last complete version.
-        log.warning("%s is missing; loading %s, left by an interrupted save", path, _previous(path))
-        return load_model(_previous(path), device=device, reset_head=reset_head)
+        log.warning("%s is missing; loading %s, left by an interrupted save", path, previous_path(path))
+        return load_model(previous_path(path), device=device, reset_head=reset_head)
     else:
         raise ModelLoadError(
             f"Weights not found: '{text}' is neither an existing file or folder nor a hub id (org/name)."
@@ -460,7 +459,7 @@ def save_model(
     ``preprocessor_config.json`` and a model card ``README.md``. Everything is written to
     a temporary sibling first and swapped in by renames, so a crash leaves either the old
     folder or the new one, never a mix; during the swap the old one is kept as
-    ``<folder>.previous`` until the new one is in place.
+    ``<folder>.previous`` until the new one is in place (:func:`segapp.io.files.atomic_folder`).
 
     Args:
         model: A ``SegformerForSemanticSegmentation`` (a DDP/compiled wrapper is unwrapped).
@@ -475,15 +474,11 @@ def save_model(
     """
     _transformers()  # silences the library's progress bars
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)
     model = getattr(model, "_orig_mod", model)
     processing = processing or ProcessingConfig()
     model.config.id2label, model.config.label2id = dict(ID2LABEL), dict(LABEL2ID)
-    recover_interrupted_save(target)
-    previous = _previous(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         processing.save(tmp)
         card = render_card(
@@ -497,63 +492,22 @@ def save_model(
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         if extra is not None:
             extra(tmp)
-        _fsync_tree(tmp)
-        _publish_permissions(tmp)
-        if previous.exists():
-            shutil.rmtree(previous)
-        if target.exists():
-            os.replace(target, previous)
-        os.replace(tmp, target)
-        if previous.exists():
-            shutil.rmtree(previous)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        recover_interrupted_save(target)  # the old folder back if it had been moved aside
-        raise
+        _readable_by_others(tmp)
     return target
 
 
-def _previous(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".previous")
-
-
-def recover_interrupted_save(folder: str | os.PathLike[str]) -> bool:
-    """Clean up after :func:`save_model` calls that were killed: remove their unfinished temporary
-    folders, and when one stopped between its two renames (only ``<folder>.previous`` exists),
-    rename that back to ``folder``.
-
-    Returns:
-        Whether a folder was put back.
-    """
-    target = Path(folder)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):  # never complete, never read
-        shutil.rmtree(stale, ignore_errors=True)
-    previous = _previous(target)
-    if target.exists() or not previous.is_dir():
-        return False
-    try:
-        os.replace(previous, target)
-    except FileNotFoundError:  # another process (a DDP rank) put it back first
-        return False
-    log.warning("restored %s from %s, left by an interrupted save", target, previous)
-    return True
-
-
-def _publish_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; give it the permissions a normal mkdir would
-    have, so a server running as another user (e.g. a container's uid 1000) can read it."""
+def _readable_by_others(folder: Path) -> None:
+    """safetensors writes its file private (0600): give every file the permissions a normal new
+    file gets, so a server running as another user (e.g. a container's uid 1000) can read it."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
     for path in folder.iterdir():
         os.chmod(path, 0o666 & ~umask)
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush file contents to disk before the rename makes them visible."""
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+# The name training code calls on --resume: a save killed between its two renames left only
+# <folder>.previous (see segapp.io.files.atomic_folder).
+recover_interrupted_save = recover_interrupted_swap
 
 
 def model_summary(loaded: LoadedModel) -> dict[str, Any]:

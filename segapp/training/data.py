@@ -174,6 +174,6 @@ def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet
 def _progress(items: list, enabled: bool, desc: str):
     if not enabled:
         return items
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
     return tqdm(items, desc=desc, unit="slice", leave=False)

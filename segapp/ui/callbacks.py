@@ -57,17 +57,19 @@ class ViewState:
 
 
 class SegmentOutputs(NamedTuple):
-    """Everything one segmentation shows, in the order of the event's outputs (and of the API's).
+    """Everything one segmentation shows on the page.
 
     ``mask_png``, ``overlay_png`` and ``stats_file`` are paths of files to download; ``stats``
-    is the same statistics as a dict. Images are (H, W, 3) uint8.
+    is the same statistics as a dict. Images are (H, W, 3) uint8; the page shows the overlay
+    from ``overlay_png`` instead, where that file exists (:func:`segapp.ui.page.overlay_from_file`).
+    Built with keywords, and the page wires its components by field name, so the order is free.
     """
 
     mask_png: str | None
     stats: dict[str, Any] | None
     overlay_png: str | None
     stats_file: str | None
-    overlay: np.ndarray | None
+    overlay: np.ndarray | str | None
     mask_view: np.ndarray | None
     confidence: np.ndarray | None
     card: str
@@ -78,7 +80,7 @@ class RenderOutputs(NamedTuple):
     """A re-render after an opacity or class-toggle change: the overlay (file and image), the mask view."""
 
     overlay_png: str | None
-    overlay: np.ndarray | None
+    overlay: np.ndarray | str | None
     mask_view: np.ndarray | None
 
 
@@ -491,9 +493,7 @@ class Callbacks:
             return self.clear()
         scan, source = self.read(file, spacing_text)
         gray_rgb = np.repeat(scan.pixels[..., None], 3, axis=2)
-        return SegmentOutputs(
-            None, None, None, None, gray_rgb, None, None, ready_card_html(scan, source), None
-        )
+        return self.clear()._replace(overlay=gray_rgb, card=ready_card_html(scan, source))
 
     def segment(
         self,
@@ -592,12 +592,12 @@ class Callbacks:
     ) -> RenderOutputs:
         """Redraw overlay and mask for new opacity or class toggles, without running the model."""
         if state is None:
-            return RenderOutputs(gr.skip(), gr.skip(), gr.skip())
+            return RenderOutputs(overlay_png=gr.skip(), overlay=gr.skip(), mask_view=gr.skip())
         visible = visible_classes(classes)
         blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible)
         path = self.outputs.new() / f"segapp-overlay-{_stamp()}.png"
         save_png(blended, path, durable=False, compress_level=1)  # a temporary download, as in segment
-        return RenderOutputs(str(path), blended, color_mask(state.mask, visible))
+        return RenderOutputs(overlay_png=str(path), overlay=blended, mask_view=color_mask(state.mask, visible))
 
     def example(
         self, index: int, spacing_text: str | None, opacity: float, classes: Sequence[str] | None
@@ -629,4 +629,14 @@ class Callbacks:
 
     def clear(self) -> SegmentOutputs:
         """Empty results (the page also empties the upload and spacing fields)."""
-        return SegmentOutputs(None, None, None, None, None, None, None, empty_card_html(), None)
+        return SegmentOutputs(
+            mask_png=None,
+            stats=None,
+            overlay_png=None,
+            stats_file=None,
+            overlay=None,
+            mask_view=None,
+            confidence=None,
+            card=empty_card_html(),
+            state=None,
+        )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gradio as gr
+from gradio.components import Component
 
 from segapp.io.image import InvalidImageError, read_image
 from segapp.labels import FOREGROUND
 from segapp.ui.callbacks import (
     NOT_FOR_CLINICAL_USE,
     Callbacks,
+    RenderOutputs,
     SegmentOutputs,
     about_markdown,
     empty_card_html,
@@ -67,16 +69,33 @@ def _example_thumbnails(paths: list[Path]) -> tuple[list[Path], list[list[Any]]]
     return usable, samples
 
 
-def overlay_from_file(values: list[Any], file_index: int = 2, view_index: int = 4) -> list[Any]:
+Shown = TypeVar("Shown", SegmentOutputs, RenderOutputs)
+
+# The SegmentOutputs fields that are files behind a download button.
+DOWNLOAD_FIELDS = ("mask_png", "overlay_png", "stats_file")
+
+
+def overlay_from_file(outputs: Shown) -> Shown:
     """Show the overlay from the PNG already written for its download button.
 
     Gradio serves a file path as it is, where a numpy image would be PNG-encoded a second time
-    (about 30 ms for a 266 x 266 slice on a 2-core CPU). The defaults are the positions in
-    :class:`~segapp.ui.callbacks.SegmentOutputs`; a missing file (a preview) keeps the array.
+    (about 30 ms for a 266 x 266 slice on a 2-core CPU). A missing file (a preview) keeps the array.
     """
-    if values[file_index] is not None and values[view_index] is not None:
-        values[view_index] = values[file_index]
-    return values
+    if outputs.overlay_png is not None and outputs.overlay is not None:
+        return outputs._replace(overlay=outputs.overlay_png)
+    return outputs
+
+
+def in_field_order(fields: Sequence[str], components: Mapping[str, Component]) -> list[Component]:
+    """The event outputs for a NamedTuple's ``fields``: ``components`` (field name -> component)
+    listed in the fields' order, so a handler can return the tuple's values as they are.
+
+    Raises:
+        ValueError: ``components`` does not name exactly the fields.
+    """
+    if set(components) != set(fields) or len(components) != len(fields):
+        raise ValueError(f"components {sorted(components)} do not match the fields {sorted(fields)}")
+    return [components[name] for name in fields]
 
 
 def configure_queue(demo: gr.Blocks, concurrency: int) -> int:
@@ -198,27 +217,29 @@ def build_demo(
         api_mask = gr.File(visible=False, label="Class-id mask PNG")
         api_stats = gr.JSON(visible=False, label="Statistics")
 
-        # Wiring
-        results = [
-            mask_button,
-            stats_json,
-            overlay_button,
-            stats_button,
-            overlay_view,
-            mask_view,
-            confidence_view,
-            card,
-            state,
-        ]
-
-        downloads = [mask_button, overlay_button, stats_button]
+        # Wiring: each result component is named by its SegmentOutputs field and listed in the
+        # fields' order, so handlers pass the tuples' values on as they are.
+        views: dict[str, Component] = {
+            "mask_png": mask_button,
+            "stats": stats_json,
+            "overlay_png": overlay_button,
+            "stats_file": stats_button,
+            "overlay": overlay_view,
+            "mask_view": mask_view,
+            "confidence": confidence_view,
+            "card": card,
+            "state": state,
+        }
+        results = in_field_order(SegmentOutputs._fields, views)
+        rerendered = [views[name] for name in RenderOutputs._fields]
+        downloads = [views[name] for name in DOWNLOAD_FIELDS]
 
         def show(outputs: SegmentOutputs) -> list[Any]:
             # For the page's own events: download buttons are enabled only when they hold a file.
-            values = list(outputs)
-            for i in (0, 2, 3):
-                values[i] = gr.DownloadButton(value=values[i], interactive=values[i] is not None)
-            return values
+            values: dict[str, Any] = outputs._asdict()
+            for name in DOWNLOAD_FIELDS:
+                values[name] = gr.DownloadButton(value=values[name], interactive=values[name] is not None)
+            return [values[name] for name in SegmentOutputs._fields]
 
         def enable_downloads():
             return [gr.DownloadButton(interactive=True)] * len(downloads)
@@ -232,7 +253,7 @@ def build_demo(
             opacity: float = 0.5,
             classes: list[str] | None = None,
         ) -> list[Any]:
-            return overlay_from_file(list(callbacks.segment(image, spacing_mm, opacity, classes)))
+            return list(overlay_from_file(callbacks.segment(image, spacing_mm, opacity, classes)))
 
         # The API: a lean event of its own on hidden components, so a program receives the mask
         # file and the statistics without the page's rendered views (each file output is one
@@ -258,11 +279,11 @@ def build_demo(
             return [None, ""] + show(callbacks.clear())
 
         def rerender(view_state, opacity_value: float, shown: list[str]):
-            return overlay_from_file(list(callbacks.rerender(view_state, opacity_value, shown)), 0, 1)
+            return list(overlay_from_file(callbacks.rerender(view_state, opacity_value, shown)))
 
         def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str]):
             path, outputs = callbacks.example(index, spacing_text, opacity_value, shown)
-            return [path, *overlay_from_file(list(outputs))]
+            return [path, *overlay_from_file(outputs)]
 
         submit.click(
             segment,
@@ -291,7 +312,7 @@ def build_demo(
             control.change(
                 rerender,
                 inputs=[state, opacity, classes],
-                outputs=[overlay_button, overlay_view, mask_view],
+                outputs=rerendered,
                 api_visibility="private",
                 show_progress="hidden",
                 trigger_mode="always_last",

@@ -109,7 +109,3 @@ def confidence_map(confidence: np.ndarray) -> np.ndarray:
     scaled = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0) * (_CONFIDENCE_LEVELS - 1) + 0.5
     return _CONFIDENCE_LUT[scaled.astype(np.int64)]
 
-
-def legend() -> list[dict[str, str | int]]:
-    """One entry per class: ``{"id", "name", "display", "color"}`` (hex colour)."""
-    return [{"id": lab.id, "name": lab.name, "display": lab.display, "color": lab.hex} for lab in LABELS]

@@ -107,13 +107,9 @@ class LazySegmenter:
                         from segapp.inference.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
-                    # Only non-default options: test loaders need not know every keyword.
-                    options: dict[str, str] = {}
-                    if self.compile != "off":
-                        options["compile"] = self.compile
-                    if self.runtime != "torch":
-                        options["runtime"] = self.runtime
-                    self._segmenter = loader(self.source, device=self.device, **options)
+                    self._segmenter = loader(
+                        self.source, device=self.device, compile=self.compile, runtime=self.runtime
+                    )
         return self._segmenter
 
 
@@ -140,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py",
         description="GI-tract MRI segmentation web app (stomach, small bowel, large bowel).",
     )
-    add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled assets/model")
+    add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled demonstration weights")
     parser.add_argument(
         "--host",
         default=None,

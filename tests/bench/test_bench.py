@@ -1,23 +1,30 @@
-"""The benchmark commands run end to end and produce well-formed JSON (speed is not asserted)."""
+"""The benchmark runs end to end and produces well-formed JSON (speed is not asserted)."""
 
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
 
-from segapp.bench.__main__ import main as bench_main
+from segapp.bench.core import BenchOptions, run_benchmarks
 from segapp.bench.training import bench_training
 
 
-def _quick(weights: Path, out: Path, skip: str) -> dict:
-    assert bench_main(["--quick", "--device", "cpu", "--weights", str(weights), "--skip", skip, "--json", str(out)]) == 0
-    return json.loads(out.read_text())
+def _quick(weights: Path, skip: str, **options: str) -> tuple[dict, list[str]]:
+    lines: list[str] = []
+    result = run_benchmarks(
+        BenchOptions(weights=str(weights), device="cpu", quick=True, skip=frozenset(skip.split(",")), **options),
+        echo=lines.append,
+    )
+    assert json.loads(json.dumps(result)) == result  # all of it fits JSON as it is
+    return result, lines
 
 
-def test_bench_quick_writes_json(tiny_model_dir: Path, tmp_path: Path) -> None:
-    result = _quick(tiny_model_dir, tmp_path / "bench.json", "training,web,startup")
+def test_bench_quick_figures_and_lines(tiny_model_dir: Path) -> None:
+    result, lines = _quick(tiny_model_dir, "training,web,startup")
     assert result["device"] == "cpu" and "web" not in result
     latency = result["latency"]
     for key in ("segapp_ms", "transformers_recipe_ms", "notebook_ms"):
@@ -30,28 +37,46 @@ def test_bench_quick_writes_json(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert concurrency["speedup"] == concurrency["combined_slices_per_s"] / concurrency["one_by_one_slices_per_s"]
     assert set(concurrency["lone_request_ms"]) == {"combined", "one_by_one"}
     assert "compiled" not in result
+    assert [line.split(" ")[0] for line in lines] == ["segapp.bench", "1.", "2.", "2b."]
+    assert lines[3].startswith("2b. 4 concurrent callers: combined ")
 
 
-def test_bench_compiled_section(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """--compile adds the compiled-vs-eager figures (torch.compile stands in as a pass-through:
+def test_bench_command_prints_and_writes_the_figures(tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``python -m segapp.bench`` (run in this process): a line per part, then the JSON that --json also writes."""
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "training,web,startup",
+            "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", ["python -m segapp.bench", *argv])
+    monkeypatch.delitem(sys.modules, "segapp.bench.__main__", raising=False)  # runpy runs it afresh
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("segapp.bench", run_name="__main__")
+    assert exited.value.code == 0
+    stdout = capsys.readouterr().out.strip().splitlines()
+    assert stdout[0].startswith("segapp.bench on cpu (") and stdout[1].startswith("1. single slice: segapp ")
+    written = json.loads(out.read_text())
+    assert json.loads(stdout[-1]) == written
+    assert written["weights"] == str(tiny_model_dir) and written["quick"] is True and "web" not in written
+
+
+def test_bench_compiled_section(tiny_model_dir: Path, monkeypatch) -> None:
+    """A compile mode adds the compiled-vs-eager figures (torch.compile stands in as a pass-through:
     inductor takes minutes on 2 cores)."""
     import torch
 
     monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)
-    out = tmp_path / "bench.json"
-    assert bench_main(["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "training,web,startup",
-                       "--compile", "reduce-overhead", "--json", str(out)]) == 0
-    compiled = json.loads(out.read_text())["compiled"]
+    result, lines = _quick(tiny_model_dir, "training,web,startup", compile="reduce-overhead")
+    compiled = result["compiled"]
     assert compiled["mode"] == "reduce-overhead" and compiled["batch"] == 4
     assert compiled["compiled_ms"] > 0 and compiled["compiled_batch_slices_per_s"] > 0
     assert compiled["pixel_agreement"] == 1.0  # the same eager model underneath
     # Concurrent callers on the compiled Segmenter, at its own batch limit (no new shapes).
     assert compiled["concurrency"]["clients"] == 4 and compiled["concurrency"]["combined_slices_per_s"] > 0
+    assert lines[-1].startswith("2c. compiled (reduce-overhead, ")
 
 
 @pytest.mark.slow
-def test_bench_quick_web_and_startup(tiny_model_dir: Path, tmp_path: Path) -> None:
-    result = _quick(tiny_model_dir, tmp_path / "bench.json", "training")
+def test_bench_quick_web_and_startup(tiny_model_dir: Path) -> None:
+    result, _ = _quick(tiny_model_dir, "training")
     assert result["web"]["web_request_ms"] > 0 and result["web"]["gradio_echo_ms"] > 0
     assert result["web"]["web_8_clients_requests_per_s"] > 0
     assert result["startup"]["startup_to_first_prediction_s"] > 0

@@ -133,12 +133,12 @@ def test_save_replaces_atomically_and_survives_a_crash(tmp_path: Path, monkeypat
     save_model(make_tiny_model(seed=1), folder)
     before = (folder / "model.safetensors").read_bytes()
 
-    import segapp.model.weights as modeling
+    import segapp.io.files as files
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(modeling, "_fsync_tree", crash)
+    monkeypatch.setattr(files, "_fsync_tree", crash)
     with pytest.raises(OSError, match="disk full"):
         save_model(make_tiny_model(seed=2), folder)
     # The good folder is untouched and no temporary folder is left behind.

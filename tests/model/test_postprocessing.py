@@ -74,7 +74,7 @@ def cleaned_model_dir(tiny_model_dir, tmp_path):
 
 def test_the_segmenter_applies_the_folders_value_and_an_override(cleaned_model_dir, one_torch_thread) -> None:
     from segapp.inference.segmenter import Segmenter
-    from segapp.phantom import generate_slice
+    from segapp.synthetic import generate_slice
 
     image = generate_slice(3, empty=False).image16
     raw = Segmenter.from_pretrained(cleaned_model_dir, device="cpu").predict(image).mask

@@ -13,14 +13,14 @@ from PIL import Image
 
 from segapp.io.rle import rle_decode
 from segapp.labels import LABEL2ID
-from segapp.phantom import (
+from segapp.phantom import main
+from segapp.synthetic import (
     ORGANS,
     PROTOCOLS,
     SLICES_PER_SCAN,
     dataset_slice,
     generate_dataset,
     generate_slice,
-    main,
     make_case,
     minmax_uint8,
     render_slice,
@@ -141,7 +141,7 @@ def test_body_size_follows_pixel_spacing():
     # The same patient drawn at 1.50 mm and at 1.63 mm: fewer pixels across at 1.63 mm.
     small = make_case(np.random.default_rng(5), size=(276, 276))
     large = make_case(np.random.default_rng(5), size=(266, 266))
-    assert small.body["a"] == pytest.approx(large.body["a"])
+    assert small.body.a == pytest.approx(large.body.a)
     width = {}
     for case in (small, large):
         sl = render_slice(case, 60, np.random.default_rng(0))
@@ -156,7 +156,7 @@ def test_a_case_on_two_days_is_one_patient_with_moved_bowel():
     day0 = make_case(np.random.default_rng(21), case_id=4, day=0)
     day9 = make_case(np.random.default_rng(21), case_id=4, day=9)
     assert day0.body == day9.body and (day0.width, day0.height) == (day9.width, day9.height)
-    assert day0.anatomy["z_lb0"] == day9.anatomy["z_lb0"]  # same colon route...
+    assert day0.layout.z_colon0 == day9.layout.z_colon0  # same colon route...
     assert not np.array_equal(day0.large_bowel.radii, day9.large_bowel.radii)  # ...other filling
     assert day0.small_bowel.points.shape != day9.small_bowel.points.shape or not np.array_equal(
         day0.small_bowel.points, day9.small_bowel.points

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 from segapp.ui import build_demo, launch_options
 
 gradio_client = pytest.importorskip("gradio_client")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import inspect
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -12,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.segmenter import Segmenter
 from segapp.io.image import read_image
 from segapp.labels import LABELS
 from segapp.model.weights import ModelLoadError
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 from segapp.ui.callbacks import (
     Callbacks,
     OutputFolders,
@@ -24,7 +28,8 @@ from segapp.ui.callbacks import (
     find_examples,
     parse_spacing_text,
 )
-from segapp.ui.page import OUTPUT_SUBDIR, build_demo
+from segapp.ui.page import OUTPUT_SUBDIR, build_demo, in_field_order
+from segapp.ui.render import color_mask
 from segapp.ui.server import LazySegmenter, build_parser, launch_options, main, parse_auth
 
 STOMACH = LABELS[1]
@@ -336,6 +341,83 @@ def test_page_shows_the_overlay_from_its_download_file(tiny_segmenter, phantom16
     assert isinstance(preview[4], np.ndarray)  # a preview has no overlay file: the array stays
 
 
+def test_in_field_order_lists_the_components_as_the_fields_and_refuses_a_mismatch() -> None:
+    components = {"b": gr.Textbox(render=False), "a": gr.Number(render=False)}
+    assert in_field_order(("a", "b"), components) == [components["a"], components["b"]]
+    for fields in (("a",), ("a", "b", "c"), ("a", "c")):
+        with pytest.raises(ValueError):
+            in_field_order(fields, components)
+
+
+def _page_values(demo: gr.Blocks, handler: str, values: list) -> dict[str, object]:
+    """What a page handler's return gives each component of its event, by the component's
+    field name (components told apart by elem_id, or by type where they have none)."""
+    by_elem_id = {
+        "download-mask": "mask_png",
+        "download-overlay": "overlay_png",
+        "download-stats": "stats_file",
+        "overlay-view": "overlay",
+        "mask-view": "mask_view",
+        "confidence-view": "confidence",
+        "stats": "card",
+        "upload": "upload",
+        "spacing": "spacing",
+    }
+    event = next(f for f in demo.fns.values() if f.fn.__name__ == handler)
+    assert len(event.outputs) == len(values)
+    named = {}
+    for component, value in zip(event.outputs, values, strict=True):
+        if isinstance(component, gr.State):
+            name = "state"
+        elif isinstance(component, gr.JSON):
+            name = "stats"
+        else:
+            name = by_elem_id[component.elem_id]
+        named[name] = value
+    return named
+
+
+@pytest.mark.parametrize("order", ["as defined", "reversed"])
+def test_page_wires_each_component_to_the_field_of_its_name(
+    order: str, tiny_segmenter, phantom16, tmp_path: Path, monkeypatch
+) -> None:
+    """Reordering the fields of SegmentOutputs or RenderOutputs cannot put a value in the wrong view."""
+    from segapp.ui import callbacks as callbacks_module
+    from segapp.ui import page as page_module
+
+    if order == "reversed":
+        for name in ("SegmentOutputs", "RenderOutputs"):
+            real = getattr(callbacks_module, name)
+            double = collections.namedtuple(name, list(reversed(real._fields)))
+            monkeypatch.setattr(callbacks_module, name, double)
+            monkeypatch.setattr(page_module, name, double)
+    demo = build_demo(tiny_segmenter, examples_dir=None, output_root=tmp_path / "out")
+    handlers = {f.fn.__name__: f.fn for f in demo.fns.values()}
+    path = str(phantom16[0])
+
+    shown = _page_values(demo, "segment", handlers["segment"](path, "", 0.5, None))
+    assert "segapp-mask-" in shown["mask_png"] and "segapp-overlay-" in shown["overlay_png"]
+    assert shown["stats_file"].endswith(".json") and shown["overlay"] == shown["overlay_png"]
+    assert json.loads(Path(shown["stats_file"]).read_text()) == shown["stats"]
+    assert isinstance(shown["state"], ViewState) and "<" in shown["card"]
+    assert np.array_equal(shown["mask_view"], color_mask(shown["state"].mask))
+    assert shown["confidence"].shape == shown["mask_view"].shape != shown["state"].mask.shape
+
+    redrawn = _page_values(demo, "rerender", handlers["rerender"](shown["state"], 1.0, ["stomach"]))
+    assert "segapp-overlay-" in redrawn["overlay_png"] and redrawn["overlay"] == redrawn["overlay_png"]
+    assert np.array_equal(redrawn["mask_view"], color_mask(shown["state"].mask, [STOMACH.id]))
+
+    preview = _page_values(demo, "preview", handlers["preview"](path, ""))
+    assert "Ready to segment" in preview["card"] and isinstance(preview["overlay"], np.ndarray)
+    for name in ("mask_png", "overlay_png", "stats_file"):
+        assert isinstance(preview[name], gr.DownloadButton) and preview[name].value is None
+        assert not preview[name].interactive
+    assert preview["stats"] is None and preview["state"] is None and preview["confidence"] is None
+
+    cleared = _page_values(demo, "clear_all", handlers["clear_all"]())
+    assert cleared["upload"] is None and cleared["spacing"] == "" and cleared["overlay"] is None and "<" in cleared["card"]
+
+
 def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phantom16) -> None:
     out = callbacks.segment(str(phantom16[0]), "", 0.5, None)
     assert isinstance(out.state, ViewState)
@@ -348,7 +430,7 @@ def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phan
 def test_lazy_segmenter_loads_once_across_threads() -> None:
     calls = []
 
-    def loader(source, device):
+    def loader(source, device, **options):
         calls.append((source, device))
         return object()
 
@@ -423,17 +505,27 @@ class _RecordingDemo:
         pass
 
 
+def _loader_noting_options(seen: dict[str, str]) -> Callable[..., Segmenter]:
+    """A LazySegmenter loader that loads the eager model and notes in ``seen`` the options it was
+    given that differ from ``Segmenter.from_pretrained``'s defaults (LazySegmenter passes them all)."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Segmenter.from_pretrained).parameters.items()
+    }
+
+    def loader(source: str, device: str, **options: str) -> Segmenter:
+        assert set(options) == {"compile", "runtime"}
+        seen.update({name: value for name, value in options.items() if value != defaults[name]})
+        return Segmenter.from_pretrained(source, device=device)
+
+    return loader
+
+
 def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_dir: Path) -> None:
     from segapp.ui.page import CONCURRENCY, QUEUE_SIZE
 
-    seen = {}
-
-    def loader(source, device, **options):
-        from segapp.inference.segmenter import Segmenter
-
-        seen.update(options)
-        return Segmenter.from_pretrained(source, device=device)
-
+    seen: dict[str, str] = {}
+    loader = _loader_noting_options(seen)
     demo = _RecordingDemo()
     assert main(demo, LazySegmenter("x", loader=loader), ["--weights", str(tiny_model_dir), "--device", "cpu"]) == 0
     assert demo.launched and seen == {}
@@ -447,14 +539,8 @@ def test_main_sets_concurrency_by_device_or_flag_and_passes_compile(tiny_model_d
 
 
 def test_main_passes_the_runtime_and_reports_a_missing_extra(tiny_model_dir: Path, monkeypatch, capsys) -> None:
-    seen = {}
-
-    def loader(source, device, **options):
-        from segapp.inference.segmenter import Segmenter
-
-        seen.update(options)
-        return Segmenter.from_pretrained(source, device=device)
-
+    seen: dict[str, str] = {}
+    loader = _loader_noting_options(seen)
     args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--runtime", "onnx"]
     assert main(_RecordingDemo(), LazySegmenter("x", loader=loader), args) == 0
     assert seen == {"runtime": "onnx"}

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from segapp.bench.browser import CHROMIUM_ARGS, find_chromium
-from segapp.phantom import generate_slice
+from segapp.synthetic import generate_slice
 from segapp.ui import build_demo, launch_options
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segapp.labels import LABELS
-from segapp.ui.render import color_mask, confidence_map, legend, overlay
+from segapp.ui.render import color_mask, confidence_map, overlay
 
 
 def _mask() -> np.ndarray:
@@ -68,8 +68,3 @@ def test_confidence_map_table_matches_the_exact_ramp_within_one_level() -> None:
     assert np.abs(confidence_map(conf).astype(int) - exact).max() <= 1
     assert confidence_map(conf).dtype == np.uint8 and confidence_map(conf).shape == (64, 64, 3)
 
-
-def test_legend_lists_every_class() -> None:
-    entries = legend()
-    assert [e["name"] for e in entries] == [lab.name for lab in LABELS]
-    assert all(str(e["color"]).startswith("#") and len(str(e["color"])) == 7 for e in entries)
