@@ -413,9 +413,6 @@ def minmax_uint8(array: np.ndarray) -> np.ndarray:
     return np.rint((values - low) / (high - low) * 255.0).astype(np.uint8)
 
 
-minmax_uint8 = _minmax_to_uint8  # TODO(merge): the shared public name from the synthetic branch
-
-
 def _constant_error(value: float) -> InvalidImageError:
     shown = int(value) if float(value).is_integer() else value
     return InvalidImageError(
