@@ -2,9 +2,10 @@
 
 Each slice goes through the slice reader (:func:`segapp.io.image.read_image`), so the volume's
 voxels are the 8-bit slices the model is fed (16-bit scans min-max scaled per slice, as the data
-preparation does). The PNGs are already in the display convention; slices are stacked in
-increasing slice number, taken as foot to head (the data set does not document the direction),
-3 mm apart as the data set documents. Without DICOM geometry the affine is a plain scaling with
+preparation does). The PNGs are already in the display convention in-plane. Slice numbers are
+taken to grow toward the feet, as in the phantom generator (slice 1 is the most superior; the data
+set does not document the direction), so the volume's slice 0 is the highest slice number; slices
+are 3 mm apart as the data set documents. Without DICOM geometry the affine is a plain scaling with
 the origin at the first voxel.
 """
 
@@ -61,7 +62,7 @@ def read_png_slices(paths: Sequence[Path], *, max_voxels: int) -> ScanVolume:
                 "(slice_SSSS_W_H_PW_PH.png in a caseN_dayD folder, or caseN_dayD_slice_SSSS_W_H_PW_PH.png)."
             )
         named.append((path, name))
-    return _read(sorted(named, key=lambda item: item[1].slice), max_voxels=max_voxels)
+    return _read(named, max_voxels=max_voxels)
 
 
 def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume:
@@ -76,6 +77,7 @@ def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume
     spacings = {n.spacing_mm for _, n in named}
     if len(sizes) > 1 or len(spacings) > 1:
         raise InvalidVolumeError("The slices differ in size or pixel spacing; send one case-day's slices.")
+    named = sorted(named, key=lambda item: -item[1].slice)  # display order: feet first
     numbers = [n.slice for _, n in named]
     if len(set(numbers)) != len(numbers):
         raise InvalidVolumeError("Two files carry the same slice number.")
@@ -91,8 +93,8 @@ def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume
             raise InvalidVolumeError(f"Slice {name.slice} is {scan.width} x {scan.height}, not the {width} x {height} its name says.")
         planes.append(scan.pixels)
     voxels = np.stack(planes)
-    gaps = [b for a, b in zip(numbers, numbers[1:]) if b - a != 1]
-    notes = () if not gaps else (f"slice numbers skip before {gaps[:5]}: slices stacked without the gaps",)
+    gaps = [a for a, b in zip(numbers, numbers[1:]) if a - b != 1]
+    notes = () if not gaps else (f"slice numbers skip after {gaps[:5]}: slices stacked without the gaps",)
     spacing = (SLICE_THICKNESS_MM, row_mm, col_mm)
     return ScanVolume(
         voxels=voxels,
@@ -107,7 +109,8 @@ def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume
 
 
 def _affine(spacing: tuple[float, float, float]) -> np.ndarray:
-    """(k, i, j) -> LPS: slices toward the head, rows toward posterior, columns toward the left."""
+    """(k, i, j) -> LPS: slices toward the head, rows toward posterior, columns toward the left;
+    the origin at the first voxel (no patient coordinates are known)."""
     affine = np.zeros((4, 4))
     affine[2, 0], affine[1, 1], affine[0, 2], affine[3, 3] = spacing[0], spacing[1], spacing[2], 1.0
     return affine

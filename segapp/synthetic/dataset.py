@@ -38,11 +38,13 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-def _case_rng(seed: int, case_id: int) -> np.random.Generator:
+def case_rng(seed: int, case_id: int) -> np.random.Generator:
+    """The random stream of a patient in a data set of this seed (the day is drawn from it)."""
     return np.random.default_rng([seed, case_id, 0xCA5E])
 
 
-def _slice_rng(seed: int, case_id: int, day: int, z_index: int) -> np.random.Generator:
+def slice_rng(seed: int, case_id: int, day: int, z_index: int) -> np.random.Generator:
+    """The random stream of one slice's rendering (noise, texture) in a data set of this seed."""
     return np.random.default_rng([seed, case_id, day, z_index, 0x511CE])
 
 
@@ -73,7 +75,7 @@ def generate_slice(
         hit = {k: any(lo < k * SLICE_THICKNESS_MM < hi for lo, hi in ranges) for k in order}
         order = [k for k in order if hit[k] != empty] + [k for k in order if hit[k] == empty]
     for z_index in order:
-        result = render_slice(case, z_index, _slice_rng(seed, case_id, day, z_index))
+        result = render_slice(case, z_index, slice_rng(seed, case_id, day, z_index))
         if empty is None or bool(result.mask.any()) != empty:
             return result
     raise RuntimeError(f"seed {seed}: no slice with empty={empty}")  # pragma: no cover
@@ -94,8 +96,8 @@ def dataset_slice(seed: int, case_id: int, day: int, slice_index: int) -> Phanto
     seed = _check_seed(seed)
     if not 1 <= slice_index <= SLICES_PER_SCAN:
         raise ValueError(f"slice_index {slice_index} outside 1..{SLICES_PER_SCAN}")
-    case = make_case(_case_rng(seed, case_id), case_id=case_id, day=day)
-    return render_slice(case, slice_index - 1, _slice_rng(seed, case_id, day, slice_index - 1))
+    case = make_case(case_rng(seed, case_id), case_id=case_id, day=day)
+    return render_slice(case, slice_index - 1, slice_rng(seed, case_id, day, slice_index - 1))
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -118,11 +120,11 @@ class _Job:
 
 def _run_job(job: _Job, out: Path) -> tuple[list[list[str]], int, str]:
     """Render and write one job. Returns CSV rows (raw layout), empty slices, size WxH."""
-    case = make_case(_case_rng(job.seed, job.case_id), case_id=job.case_id, day=job.day)
+    case = make_case(case_rng(job.seed, job.case_id), case_id=job.case_id, day=job.day)
     rows: list[list[str]] = []
     empty = 0
     for z_index in job.slices:
-        sl = render_slice(case, z_index, _slice_rng(job.seed, job.case_id, job.day, z_index))
+        sl = render_slice(case, z_index, slice_rng(job.seed, job.case_id, job.day, z_index))
         empty += not sl.mask.any()
         if job.raw:
             folder = out / "train" / f"case{sl.case}" / f"case{sl.case}_day{sl.day}" / "scans"

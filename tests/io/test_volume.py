@@ -341,10 +341,12 @@ def test_a_case_day_folder_reads_in_slice_order(tmp_path: Path) -> None:
         Image.fromarray(plane).save(scans / f"slice_{number:04d}_12_10_1.50_1.63.png")
     volume = read_volume(tmp_path / "case7_day3")
     assert volume.shape == (4, 10, 12) and volume.spacing_mm == (3.0, 1.63, 1.50)
-    # Slice 1 is the second plane written; each slice min-max scaled to 8 bits.
+    # Slice numbers grow toward the feet: volume slice 0 (most inferior) is slice 4, the last
+    # is slice 1; each slice min-max scaled to 8 bits.
     from segapp.io.image import read_image
 
-    assert np.array_equal(volume.voxels[0], read_image(scans / "slice_0001_12_10_1.50_1.63.png").pixels)
+    assert np.array_equal(volume.voxels[0], read_image(scans / "slice_0004_12_10_1.50_1.63.png").pixels)
+    assert np.array_equal(volume.voxels[3], read_image(scans / "slice_0001_12_10_1.50_1.63.png").pixels)
     assert np.array_equal(volume.slices_uint8(), volume.voxels)
 
 
