@@ -15,6 +15,22 @@ fixed leading part). With ``.png`` as extension:
 - always ``OUT_DIR/stats.csv``: one row per slice, pixels, area in mm² (when the name gives
   the pixel spacing) and mean confidence per organ.
 
+Volumes are inputs too, told apart by content: a DICOM folder (any folder holding DICOM files),
+a ``.zip`` of one, a DICOM file (a single slice or an enhanced multi-frame image), a ``.nii`` /
+``.nii.gz`` file. Each is read whole (:func:`segapp.read_volume`), segmented slice by slice through
+the same batched path, and written to ``OUT_DIR/<volume name>/`` in the volume formats:
+
+- ``nifti``: ``segmentation.nii.gz`` (uint8 label map on the input's grid) with ``labels.json``,
+  ``labels.itksnap.txt`` and ``labels.ctbl`` beside it;
+- ``dicom-seg``: ``seg.dcm``; ``rtstruct``: ``rtstruct.dcm`` (DICOM inputs only);
+- always one row per volume in ``OUT_DIR/volumes.csv``: geometry and, per organ, mL, voxels,
+  slice range, largest area in mm² and mean confidence.
+
+``nifti`` also assembles the slices of each competition case-day found among the slice inputs
+(``caseN_dayD`` names) into ``OUT_DIR/caseN_dayD/``. ``all`` means every format that applies to
+each input. The volume name is the input's own file or folder name (never anything read from
+DICOM headers).
+
 Slices of the same size are batched together (on the GPU when there is one). Files that
 cannot be read are reported and skipped; the exit status is 1 when anything failed.
 """
@@ -45,20 +61,24 @@ from segapp.cli import (
     add_runtime_option,
     add_weights_option,
 )
+from segapp.inference.exports import VOLUME_FORMATS
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.files import write_text_atomic
 from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
-from segapp.io.naming import slice_id
+from segapp.io.naming import parse_slice_name, slice_id
 from segapp.io.rle import rle_encode
+from segapp.io.volume import DEFAULT_MAX_VOXELS
 from segapp.labels import FOREGROUND
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import IMAGE_SUFFIXES
 from segapp.ui.render import overlay
 
-FORMATS = ("png", "overlay", "rle")
+SLICE_FORMATS = ("png", "overlay", "rle")
+FORMATS = (*SLICE_FORMATS, *VOLUME_FORMATS)
 SUBMISSION_NAME = "submission.csv"
 STATS_NAME = "stats.csv"
+VOLUMES_NAME = "volumes.csv"
 # The competition's CSV lists the classes of a slice in alphabetical order.
 SUBMISSION_CLASSES = tuple(sorted(FOREGROUND, key=lambda label: label.name))
 _GLOB_CHARS = frozenset("*?[")
@@ -99,7 +119,9 @@ class PredictSummary:
         predicted: Slices segmented.
         failed: (input, reason) for every input that was skipped.
         seconds: Wall time from the first read to the last write.
-        files: Output kind (``masks``, ``overlays``, ``submission``, ``stats``) -> path.
+        files: Output kind (``masks``, ``overlays``, ``submission``, ``stats``, ``volumes``) -> path.
+        volumes: Volumes segmented (volume inputs and assembled case-days).
+        volume_files: Volume name -> its written files (format -> path).
     """
 
     out: Path
@@ -107,6 +129,8 @@ class PredictSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    volumes: int = 0
+    volume_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -266,6 +290,85 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
     write_text_atomic(path, buffer.getvalue())
 
 
+def is_volume_source(path: Path) -> bool:
+    """Whether an input is read as a volume: a NIfTI file, a zip, a DICOM file, or a folder
+    holding DICOM files (folders of slice images stay slice inputs)."""
+    if path.is_file():
+        name = path.name.lower()
+        return name.endswith((".nii", ".nii.gz", ".zip")) or _is_dicom(path)
+    if path.is_dir():
+        for index, candidate in enumerate(p for p in path.rglob("*") if p.is_file()):
+            if _is_dicom(candidate):
+                return True
+            if index >= 200:  # a slice folder: do not read every file's header
+                return False
+    return False
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def volume_name(path: Path, taken: set[str]) -> str:
+    """The output folder name of a volume input: its own file or folder name without the
+    format's extension, made unique among this run's volumes (``-2``, ``-3``, ...)."""
+    name = path.resolve().name
+    for suffix in (".nii.gz", ".nii", ".zip", ".dcm"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "volume"
+    unique, number = name, 1
+    while unique in taken:
+        number += 1
+        unique = f"{name}-{number}"
+    taken.add(unique)
+    return unique
+
+
+def _chosen_formats(formats: Iterable[str]) -> tuple[set[str], bool]:
+    """(formats named, whether ``all`` was asked for)."""
+    chosen: set[str] = set()
+    every = False
+    for name in formats:
+        if name == "all":
+            every = True
+            chosen.update(SLICE_FORMATS)
+        elif name in FORMATS:
+            chosen.add(name)
+        else:
+            raise PredictError(f"unknown format {name!r}; choose from {', '.join(FORMATS)} or all")
+    return chosen, every
+
+
+class _Reporter:
+    """Collects failures into the summary and prints each as one line (through the bar if any)."""
+
+    def __init__(self, summary: PredictSummary, log: Callable[[str], None] | None) -> None:
+        self.summary, self.log = summary, log
+        self.bar: Any = None  # a tqdm bar while one is shown
+
+    def fail(self, source: str | os.PathLike, reason: str, verb: str = "skipped") -> None:
+        self.summary.failed.append((os.fspath(source), reason))
+        self._print(f"{verb} {os.fspath(source)}: {reason}")
+
+    def note(self, source: str | os.PathLike, text: str) -> None:
+        """A remark that is no failure (e.g. a volume's skipped non-image files)."""
+        self._print(f"note {os.fspath(source)}: {text}")
+
+    def _print(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+        elif self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
+
 def predict(
     inputs: Sequence[str | os.PathLike],
     *,
@@ -280,14 +383,17 @@ def predict(
     min_region_px: int | None = None,
     compile: str = "off",
     runtime: str = "torch",
+    series: str | None = None,
 ) -> PredictSummary:
-    """Segment every slice found in ``inputs`` and write the chosen outputs under ``out``.
+    """Segment every slice and volume found in ``inputs`` and write the chosen outputs under ``out``.
 
     Args:
-        inputs: Files, folders or glob patterns (see :func:`collect_inputs`).
+        inputs: Files, folders or glob patterns (see :func:`collect_inputs`), and volumes (see
+            :func:`is_volume_source`).
         out: Output folder, created if needed; existing files of the same names are replaced.
         weights: Any source :func:`segapp.load_model` accepts (ignored when ``segmenter`` is given).
-        formats: Any of ``png``, ``overlay``, ``rle``, or ``all``; ``stats.csv`` is always written.
+        formats: Any of ``png``, ``overlay``, ``rle`` (slices), ``nifti``, ``dicom-seg``,
+            ``rtstruct`` (volumes), or ``all``; ``stats.csv`` / ``volumes.csv`` are always written.
         batch_size: Slices per forward pass (slices of one size only).
         device: ``auto``, ``cpu``, ``cuda``, ``mps``...
         segmenter: An already loaded model to use instead of loading ``weights``.
@@ -299,6 +405,7 @@ def predict(
             large folders on a GPU. Ignored when ``segmenter`` is given.
         runtime: ``torch``, or ``onnx`` (ONNX Runtime on the CPU; optional extra). Ignored
             when ``segmenter`` is given.
+        series: SeriesInstanceUID to read from DICOM inputs that hold several series.
 
     Returns:
         The :class:`PredictSummary`; ``failed`` lists every skipped input with the reason.
@@ -308,35 +415,19 @@ def predict(
             listed (every input missing or empty), or a runtime that cannot run here.
         segapp.ModelLoadError: The weights cannot be loaded.
     """
-    chosen: set[str] = set()
-    for name in formats:
-        if name == "all":
-            chosen.update(FORMATS)
-        elif name in FORMATS:
-            chosen.add(name)
-        else:
-            raise PredictError(f"unknown format {name!r}; choose from {', '.join(FORMATS)} or all")
+    chosen, every = _chosen_formats(formats)
     if batch_size < 1:
         raise PredictError(f"batch size must be at least 1, got {batch_size}")
     out_dir = Path(out)
-    entries, problems = collect_inputs(inputs, exclude=out_dir)
-    if not entries:
+    volume_inputs = [Path(os.fspath(i)) for i in inputs if is_volume_source(Path(os.fspath(i)))]
+    slice_inputs = [i for i in inputs if not is_volume_source(Path(os.fspath(i)))]
+    entries, problems = collect_inputs(slice_inputs, exclude=out_dir) if slice_inputs else ([], [])
+    if not entries and not volume_inputs:
         raise PredictError("no image to segment: " + "; ".join(f"{s}: {r}" for s, r in problems))
     summary = PredictSummary(out=out_dir)
-    bar = None
-
-    def fail(source: str | os.PathLike, reason: str, verb: str = "skipped") -> None:
-        summary.failed.append((os.fspath(source), reason))
-        line = f"{verb} {os.fspath(source)}: {reason}"
-        if log is not None:
-            log(line)
-        elif bar is not None:
-            bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr)
-
+    report = _Reporter(summary, log)
     for source, reason in problems:
-        fail(source, reason)
+        report.fail(source, reason)
     if segmenter is None:
         try:
             segmenter = Segmenter.from_pretrained(
@@ -346,13 +437,42 @@ def predict(
         except (ValueError, OnnxError) as exc:  # option combinations, missing extra
             raise PredictError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    volume_rows: list[dict[str, Any]] = []
+    names: set[str] = set()
+    if entries:
+        keep = "nifti" in chosen or every
+        kept = _predict_slices(entries, segmenter, chosen, out_dir, summary, report, batch_size=batch_size,
+                               progress=progress, keep=keep)
+        if keep:
+            volume_rows += _case_day_volumes(kept, out_dir, report, names)
+    for path in volume_inputs:
+        row = _predict_volume(path, segmenter, chosen, every, out_dir, report, names,
+                              batch_size=batch_size, progress=progress, series=series)
+        if row is not None:
+            volume_rows.append(row)
+    if volume_rows:
+        header = list(volume_rows[0])
+        _write_csv(out_dir / VOLUMES_NAME, header, ([row[k] for k in header] for row in volume_rows))
+        summary.files["volumes"] = str(out_dir / VOLUMES_NAME)
+        summary.volumes = len(volume_rows)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: set[str], out_dir: Path,
+                    summary: PredictSummary, report: _Reporter, *, batch_size: int, progress: bool,
+                    keep: bool) -> dict[InputFile, Prediction]:
+    """The slice inputs: masks, overlays, submission rows, stats; returns the predictions of
+    case-day slices when ``keep`` (for their NIfTI volumes)."""
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(entries), desc="segmenting", unit="slice")
+        report.bar = tqdm(total=len(entries), desc="segmenting", unit="slice")
+    bar = report.bar
 
     def unreadable(entry: InputFile, reason: str) -> None:
-        fail(entry.path, reason)
+        report.fail(entry.path, reason)
         if bar is not None:
             bar.update(1)
 
@@ -360,6 +480,7 @@ def predict(
     submission: list[tuple[str, str, str]] = []
     pending: deque[tuple[InputFile, Future]] = deque()
     broken: set[str] = set()
+    kept: dict[InputFile, Prediction] = {}
 
     def settle(limit: int) -> None:
         """Collect finished writes, waiting while more than ``limit`` are outstanding."""
@@ -370,9 +491,8 @@ def predict(
             except OSError as exc:  # disk full, permissions: report it, keep going
                 if entry.relative not in broken:
                     broken.add(entry.relative)
-                    fail(entry.path, f"could not write its output ({exc.strerror or exc})", "failed")
+                    report.fail(entry.path, f"could not write its output ({exc.strerror or exc})", "failed")
 
-    start = time.perf_counter()
     # Threads read ahead and write behind while the model runs (PNG coding releases the GIL);
     # outstanding writes are bounded so memory stays flat over thousands of slices.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -390,12 +510,15 @@ def predict(
                         (entry.id, lb.name, rle_encode(mask == lb.id)) for lb in SUBMISSION_CLASSES
                     ]
                 stats_rows.append(_stats_row(entry, prediction))
+                if keep and _case_day(entry) is not None:
+                    kept[entry] = prediction
             if bar is not None:
                 bar.update(len(batch))
             settle(4 * batch_size)
         settle(0)
     if bar is not None:
         bar.close()
+        report.bar = None
 
     # Tables, sorted so reruns give identical files
     stats_rows.sort(key=lambda row: row["file"])
@@ -413,8 +536,89 @@ def predict(
     if "overlay" in chosen:
         summary.files["overlays"] = str(out_dir / "overlays")
     summary.predicted = len(stats_rows)
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return kept
+
+
+def _case_day(entry: InputFile) -> str | None:
+    name = parse_slice_name(entry.path)
+    if name is None or name.case is None or name.day is None:
+        return None
+    return f"case{name.case}_day{name.day}"
+
+
+def _case_day_volumes(kept: dict[InputFile, Prediction], out_dir: Path, report: _Reporter,
+                      names: set[str]) -> list[dict[str, Any]]:
+    """NIfTI volumes of the case-days among the slice inputs, from their slice predictions."""
+    from segapp.inference.exports import volume_row, write_volume_outputs
+    from segapp.inference.volume import VolumePrediction, organ_volumes
+    from segapp.io.casefolder import read_png_slices
+    from segapp.io.volume import InvalidVolumeError
+
+    groups: dict[str, list[InputFile]] = {}
+    for entry in kept:
+        groups.setdefault(_case_day(entry) or "", []).append(entry)
+    rows = []
+    for key, group in sorted(groups.items()):
+        try:
+            volume = read_png_slices([e.path for e in group], max_voxels=DEFAULT_MAX_VOXELS)
+        except InvalidVolumeError as exc:
+            report.fail(key, f"not written as a volume: {exc}")
+            continue
+        # read_png_slices orders slices feet first (highest slice number first): the same here.
+        ordered = sorted(group, key=lambda e: -parse_slice_name(e.path).slice)  # type: ignore[union-attr]
+        labels = np.stack([kept[e].mask for e in ordered])
+        confidence = np.stack([kept[e].confidence for e in ordered]).astype(np.float16)
+        prediction = VolumePrediction(labels, confidence, organ_volumes(labels, confidence, volume.spacing_mm),
+                                      {}, str(kept[group[0]].device), volume)
+        name = volume_name(Path(key), names)
+        write_volume_outputs(prediction, out_dir / name, ["nifti"], algorithm=None)
+        rows.append(volume_row(name, prediction))
+    return rows
+
+
+def _predict_volume(path: Path, segmenter: Segmenter, chosen: set[str], every: bool, out_dir: Path,
+                    report: _Reporter, names: set[str], *, batch_size: int, progress: bool,
+                    series: str | None) -> dict[str, Any] | None:
+    """One volume input: read, segment, write its formats; its volumes.csv row, or None on failure."""
+    from segapp.inference.exports import algorithm_of, applicable_formats, volume_row, write_volume_outputs
+    from segapp.inference.volume import predict_volume
+    from segapp.io.volume import InvalidVolumeError, read_volume
+
+    try:
+        volume = read_volume(path, series=series)
+    except InvalidVolumeError as exc:
+        report.fail(path, str(exc))
+        return None
+    formats = applicable_formats(volume.kind, chosen, every=every)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=volume.shape[0], desc=f"segmenting {path.name}", unit="slice")
+
+    def advance(done: int, total: int) -> None:
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+    try:
+        prediction = predict_volume(segmenter, volume, batch_size=batch_size, progress=advance)
+    finally:
+        if bar is not None:
+            bar.close()
+    name = volume_name(path, names)
+    algorithm = algorithm_of(segmenter) if {"dicom-seg", "rtstruct"} & set(formats) else None
+    try:
+        written = write_volume_outputs(prediction, out_dir / name, formats, algorithm=algorithm)
+    except InvalidVolumeError as exc:
+        report.fail(path, str(exc))
+        return None
+    except OSError as exc:
+        report.fail(path, f"could not write its outputs ({exc.strerror or exc})", "failed")
+        return None
+    for note in volume.notes:
+        report.note(path, note)
+    report.summary.volume_files[name] = {kind: str(p) for kind, p in written.items()}
+    return volume_row(name, prediction)
 
 
 def _save_overlay(gray: np.ndarray, mask: np.ndarray, path: Path) -> None:
@@ -440,16 +644,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format",
         dest="formats",
-        action="append",
-        choices=(*FORMATS, "all"),
-        help="png: class-id masks (default); overlay: colour overlays; rle: submission.csv; all; repeatable",
+        action="extend",
+        type=_format_list,
+        help="comma-separated, repeatable. Slices: png (class-id masks, the default), overlay, rle "
+        "(submission.csv). Volumes: nifti (segmentation.nii.gz + label tables), dicom-seg (seg.dcm), "
+        "rtstruct (rtstruct.dcm; both DICOM inputs only). all: every format that applies to each input",
     )
     add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_min_region_option(parser)
     add_compile_option(parser)
     add_runtime_option(parser)
+    parser.add_argument("--series", metavar="UID", default=None,
+                        help="SeriesInstanceUID to read from DICOM inputs holding several series")
     return parser
+
+
+def _format_list(text: str) -> list[str]:
+    """argparse type of --format: comma-separated names, each checked."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in (*FORMATS, "all"):
+            raise argparse.ArgumentTypeError(f"unknown format {name!r}; choose from {', '.join(FORMATS)} or all")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,12 +683,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_region_px=args.min_region_px,
             compile=args.compile,
             runtime=args.runtime,
+            series=args.series,
         )
     except (PredictError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     outputs = ", ".join(f"{kind}: {path}" for kind, path in summary.files.items())
-    print(f"{summary.predicted} slices segmented ({summary.images_per_s:.1f} slices/s); {outputs}")
+    done = f"{summary.predicted} slices segmented ({summary.images_per_s:.1f} slices/s)"
+    if summary.volumes:
+        done += f", {summary.volumes} volume(s)"
+    print(f"{done}; {outputs}")
     if summary.failed:
         print(f"{len(summary.failed)} input(s) skipped or failed (listed above)", file=sys.stderr)
         return 1

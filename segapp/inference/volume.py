@@ -160,7 +160,7 @@ def remove_small_components(labels: np.ndarray, min_ml: float, spacing_mm: tuple
     Returns:
         A new (Z, H, W) uint8 array.
     """
-    from scipy import ndimage
+    from scipy import ndimage  # type: ignore[import-untyped]
 
     out = labels.copy()
     min_voxels = min_ml * 1000.0 / float(np.prod(spacing_mm))

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segapp.model.weights import hash_state
+
 from segapp.io.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -90,10 +92,7 @@ def export_key(network: nn.Module, height: int, width: int) -> str:
     digest = hashlib.sha256()
     header = f"{EXPORT_VERSION}|{type(network).__qualname__}|{height}x{width}|torch {torch.__version__}|onnxscript {onnxscript.__version__}"
     digest.update(header.encode())
-    for name, tensor in sorted(network.state_dict().items()):
-        value = tensor.detach().to("cpu").contiguous()
-        digest.update(f"|{name}|{value.dtype}|{tuple(value.shape)}|".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    hash_state(digest, network)
     return digest.hexdigest()[:32]
 
 

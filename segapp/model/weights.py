@@ -510,6 +510,25 @@ def _readable_by_others(folder: Path) -> None:
 recover_interrupted_save = recover_interrupted_swap
 
 
+def hash_state(digest: Any, network: Any) -> None:
+    """Feed a network's parameters and buffers (names, dtypes, shapes, values) into a hashlib
+    digest: equal weights give equal hashes, whatever file they came from."""
+    for name, tensor in sorted(network.state_dict().items()):
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"|{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+
+
+def weights_fingerprint(network: Any) -> str:
+    """Short content hash (16 hex digits of sha256) of a network's weights, for outputs that must
+    name exactly what made them (DICOM exports)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    hash_state(digest, getattr(network, "_orig_mod", network))
+    return digest.hexdigest()[:16]
+
+
 def model_summary(loaded: LoadedModel) -> dict[str, Any]:
     """Short JSON-friendly description of a loaded model (for pages and logs)."""
     params = sum(p.numel() for p in loaded.model.parameters())

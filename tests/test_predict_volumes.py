@@ -1,0 +1,125 @@
+"""python -m segapp.predict on volumes: DICOM folders and zips, NIfTI files, case-day slices."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from segapp.io.dicom_seg import read_dicom_seg_labels
+from segapp.io.rtstruct import read_rtstruct_labels
+from segapp.io.volume import read_volume
+from segapp.predict import main, predict
+from segapp.synthetic import generate_dataset
+from segapp.synthetic.volume import phantom_volume
+from segapp.synthetic.volume_files import write_dicom_series, write_nifti_pair
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return phantom_volume(4, 9, 1, first=70, count=4)
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory, phantom) -> Path:
+    folder = tmp_path_factory.mktemp("inputs") / "abdomen_series"
+    write_dicom_series(phantom, folder, orientation="flip-rows", reverse=True)
+    return folder
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_dicom_folder_gives_every_volume_format(tiny_segmenter, dicom_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = predict([dicom_folder], out=out, formats=["all"], segmenter=tiny_segmenter, progress=False)
+    assert summary.ok and summary.volumes == 1 and summary.predicted == 0
+    folder = out / "abdomen_series"
+    assert {p.name for p in folder.iterdir()} == {
+        "segmentation.nii.gz", "seg.dcm", "rtstruct.dcm", "labels.json", "labels.itksnap.txt", "labels.ctbl"}
+    volume = read_volume(dicom_folder)
+    labels = read_volume(folder / "segmentation.nii.gz").voxels
+    # The same labels through every format, and each slice as the segmenter gives it alone.
+    assert np.array_equal(read_dicom_seg_labels(folder / "seg.dcm", volume), labels)
+    assert np.array_equal(read_rtstruct_labels(folder / "rtstruct.dcm", volume), labels)
+    slices = volume.slices_uint8()
+    assert np.array_equal(labels[1], tiny_segmenter.predict(slices[1]).mask)
+    (row,) = _rows(out / "volumes.csv")
+    assert row["volume"] == "abdomen_series" and row["kind"] == "dicom" and row["slices"] == "4"
+    voxel_ml = np.prod(volume.spacing_mm) / 1000
+    assert float(row["stomach_ml"]) == pytest.approx(int(row["stomach_voxels"]) * voxel_ml, abs=1e-3)
+    assert int(row["stomach_voxels"]) == int((labels == 1).sum())
+
+
+def test_patient_data_stays_out_of_names_tables_and_output(tiny_segmenter, dicom_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main([str(dicom_folder), "--out", str(out), "--format", "nifti", "--no-progress", "--device", "cpu",
+                 "--weights", str(tiny_segmenter.loaded.source)]) == 0
+    printed = capsys.readouterr()
+    texts = [printed.out, printed.err, (out / "volumes.csv").read_text()]
+    texts += [p.name for p in out.rglob("*")]
+    texts += [nib.load(out / "abdomen_series" / "segmentation.nii.gz").header["descrip"].tobytes().decode(errors="ignore")]
+    for text in texts:
+        assert "Phantom^" not in text and "PH00009" not in text
+
+
+def test_nifti_input_all_means_nifti_and_dicom_outputs_are_refused(tiny_segmenter, phantom, tmp_path: Path) -> None:
+    image, _ = write_nifti_pair(phantom, tmp_path / "in", axcodes="RAS", name="scan")
+    out = tmp_path / "out"
+    summary = predict([image], out=out, formats=["all"], segmenter=tiny_segmenter, progress=False)
+    assert summary.ok and sorted(p.name for p in (out / "scan_image").iterdir())[0] == "labels.ctbl"
+    assert not (out / "scan_image" / "seg.dcm").exists()
+    written = nib.load(out / "scan_image" / "segmentation.nii.gz")
+    assert np.allclose(written.affine, nib.load(image).affine)  # on the input's own grid
+    lines: list[str] = []
+    summary = predict([image], out=tmp_path / "out2", formats=["dicom-seg"], segmenter=tiny_segmenter,
+                      progress=False, log=lines.append)
+    assert not summary.ok and "needs a DICOM input" in lines[0]
+    assert not (tmp_path / "out2" / "scan_image").exists()
+
+
+def test_a_zip_and_a_series_choice(tiny_segmenter, phantom, dicom_folder: Path, tmp_path: Path) -> None:
+    two = tmp_path / "two"
+    write_dicom_series(phantom, two / "a")
+    write_dicom_series(phantom, two / "b", orientation="transposed")  # another series (other UIDs)
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(two.rglob("IM*")):
+            zf.write(path, path.relative_to(two).as_posix())
+    lines: list[str] = []
+    summary = predict([archive], out=tmp_path / "out", formats=["nifti"], segmenter=tiny_segmenter,
+                      progress=False, log=lines.append)
+    assert not summary.ok and "2 series; choose one" in lines[0]
+    uid = lines[0].splitlines()[1].rsplit(" ", 1)[-1]
+    summary = predict([archive], out=tmp_path / "out", formats=["nifti"], segmenter=tiny_segmenter,
+                      progress=False, series=uid)
+    assert summary.ok and (tmp_path / "out" / "study" / "segmentation.nii.gz").is_file()
+
+
+def test_case_day_slices_also_become_nifti_volumes(tiny_segmenter, tmp_path: Path) -> None:
+    generate_dataset(tmp_path / "raw", train=20, valid=0, seed=3, raw=True, progress=False)
+    scans = sorted((tmp_path / "raw").rglob("scans"))[0]
+    out = tmp_path / "out"
+    summary = predict([scans], out=out, formats=["png", "nifti"], segmenter=tiny_segmenter, progress=False)
+    assert summary.ok and summary.predicted == len(list(scans.glob("*.png")))
+    case_day = scans.parent.name
+    labels = read_volume(out / case_day / "segmentation.nii.gz").voxels
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == summary.predicted == labels.shape[0]
+    from segapp.io.image import read_image
+
+    # Volume slice 0 is the highest slice number (slices grow toward the feet).
+    assert np.array_equal(labels[0], read_image(masks[-1]).pixels)
+    (row,) = _rows(out / "volumes.csv")
+    assert row["volume"] == case_day and row["kind"] == "png" and row["slice_mm"] == "3.0"
+
+
+def test_format_lists_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        main(["x", "--out", "y", "--format", "nifti,bogus"])
