@@ -42,6 +42,7 @@ from segapp.metrics.slices import (
     mean_foreground_dice,
     slice_metrics,
 )
+from segapp.metrics.volume import case_day_metrics, mean_over_volumes, volume_metrics
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import DataError, load_valid_set
@@ -161,10 +162,103 @@ def evaluate(
             result["competition"] = competition_score(preds, valid.masks, valid.names, progress=progress)
         except VolumeError as exc:
             result["competition"] = {"skipped": f"the slices do not form volumes: {exc}"}
+    try:
+        result["volumes_3d"] = case_day_metrics(preds, valid.masks, valid.names, spacings, hausdorff=hausdorff)
+    except VolumeError as exc:
+        result["volumes_3d"] = {"skipped": f"the slices do not form volumes: {exc}"}
     if per_slice:
         result["per_slice"] = per_slice_results(
             valid.names, preds, valid.masks, spacings, hausdorff=hausdorff
         )
+    return result
+
+
+def find_labelled_volumes(data: str | Path) -> list[tuple[str, Path, Path]]:
+    """Image and label NIfTI pairs in a folder: ``NAME_image.nii[.gz]`` + ``NAME_labels.nii[.gz]``
+    side by side (what ``python -m segapp.phantom --format nifti`` writes), or nnU-Net's
+    ``imagesTr/NAME_0000.nii.gz`` + ``labelsTr/NAME.nii.gz``. Returns (name, image, labels), sorted."""
+    folder = Path(data)
+    pairs = []
+    for image in sorted(folder.glob("*_image.nii*")):
+        stem, ext = image.name.split("_image.nii", 1)
+        labels = folder / f"{stem}_labels.nii{ext}"
+        if labels.is_file():
+            pairs.append((stem, image, labels))
+    for image in sorted((folder / "imagesTr").glob("*_0000.nii*")):
+        stem, ext = image.name.split("_0000.nii", 1)
+        labels = folder / "labelsTr" / f"{stem}.nii{ext}"
+        if labels.is_file():
+            pairs.append((stem, image, labels))
+    return pairs
+
+
+def evaluate_volumes(
+    data: str | Path,
+    *,
+    weights: str = DEFAULT_WEIGHTS,
+    device: str = "auto",
+    batch_size: int = 16,
+    hausdorff: bool = True,
+    segmenter: Segmenter | None = None,
+    progress: bool = True,
+    min_region_px: int | None = None,
+    runtime: str = "torch",
+) -> dict[str, Any]:
+    """Evaluate ``weights`` on labelled NIfTI volumes (see :func:`find_labelled_volumes`).
+
+    Each volume is segmented slice by slice (:func:`segapp.inference.volume.predict_volume`) and
+    scored in 3D with its true voxel spacing (:func:`segapp.metrics.volume.volume_metrics`: Dice and
+    HD95 in mm per organ), and every slice in 2D as :func:`evaluate` does.
+
+    Returns:
+        :func:`segapp.metrics.scoring.score_slices`'s dict over all slices, plus ``volumes_3d``
+        (means over volumes and ``per_volume``), ``weights``, ``device``, ``runtime``.
+
+    Raises:
+        DataError: No pairs, or a label volume that does not match its image.
+    """
+    from segapp.inference.volume import predict_volume
+    from segapp.io.volume import InvalidVolumeError, read_volume
+
+    pairs = find_labelled_volumes(data)
+    if not pairs:
+        raise DataError(f"{data} holds no image/label NIfTI pairs (NAME_image.nii.gz + NAME_labels.nii.gz, "
+                        "or imagesTr/ + labelsTr/) and no images/ + masks/ split")
+    source: str | None = None
+    if segmenter is None:
+        segmenter = Segmenter.from_pretrained(
+            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
+        )
+        source = str(weights)
+    per_volume, preds, trues, spacings = [], [], [], []
+    start = time.perf_counter()
+    for name, image_path, labels_path in pairs:
+        try:
+            scan, truth = read_volume(image_path), read_volume(labels_path)
+        except InvalidVolumeError as exc:
+            raise DataError(f"{name}: {exc}") from None
+        if truth.shape != scan.shape or not np.allclose(truth.affine_lps, scan.affine_lps, atol=1e-3):
+            raise DataError(f"{name}: the label volume is not on the image's grid (shape or affine differ)")
+        true = truth.voxels
+        if true.dtype.kind == "f" and not np.array_equal(true, np.round(true)) or true.min() < 0 or true.max() > 3:
+            raise DataError(f"{name}: label values must be class ids 0..3")
+        true = true.astype(np.uint8)
+        pred = predict_volume(segmenter, scan, batch_size=batch_size).labels
+        per_volume.append({"name": name, **volume_metrics(pred, true, scan.spacing_mm, hausdorff=hausdorff)})
+        preds += list(pred)
+        trues += list(true)
+        spacings += [(scan.spacing_mm[1], scan.spacing_mm[2])] * pred.shape[0]
+    result = score_slices(preds, trues, spacings, hausdorff=hausdorff)
+    result["images_per_s"] = len(preds) / max(time.perf_counter() - start, 1e-9)
+    result["mean_foreground"] = {
+        key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
+        for key in PER_CLASS_METRICS
+        if key in result
+    }
+    result["volumes_3d"] = {**mean_over_volumes(per_volume), "per_volume": per_volume}
+    result["competition"] = {"skipped": "the competition score needs competition-named slices"}
+    result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
+                  min_region_px=segmenter.processing.min_region_px)
     return result
 
 
@@ -199,6 +293,13 @@ def format_table(result: dict[str, Any]) -> str:
         )
     elif "skipped" in competition:
         lines.append(f"competition score: not computed, {competition['skipped']}")
+    volumes = result.get("volumes_3d") or {}
+    if "dice" in volumes:
+        lines.append(f"3D, {volumes['volumes']} volume(s), true voxel spacing: mean Dice {volumes['mean_dice']:.4f}"
+                     + (f", mean HD95 {volumes['mean_hd95_mm']:.1f} mm" if "hd95_mm" in volumes else ""))
+        for label in FOREGROUND:
+            hd = f", HD95 {volumes['hd95_mm'][label.name]:.1f} mm" if "hd95_mm" in volumes else ""
+            lines.append(f"  {label.name:<13}Dice {volumes['dice'][label.name]:.4f}{hd}")
     return "\n".join(lines)
 
 
@@ -216,7 +317,9 @@ def write_per_slice_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Non
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data", required=True, help="split folder with images/ and masks/ (e.g. DATA_DIR/valid)"
+        "--data", required=True,
+        help="split folder with images/ and masks/ (e.g. DATA_DIR/valid), or a folder of labelled NIfTI "
+        "volumes (NAME_image.nii.gz + NAME_labels.nii.gz, or imagesTr/ + labelsTr/)"
     )
     add_weights_option(parser)
     add_device_option(parser)
@@ -237,19 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    common = dict(weights=args.weights, device=args.device, batch_size=args.batch_size,
+                  hausdorff=not args.no_hausdorff, progress=not args.no_progress,
+                  min_region_px=args.min_region_px, runtime=args.runtime)
     try:
-        result = evaluate(
-            args.data,
-            weights=args.weights,
-            device=args.device,
-            batch_size=args.batch_size,
-            hausdorff=not args.no_hausdorff,
-            competition=not args.no_competition,
-            per_slice=bool(args.per_slice),
-            progress=not args.no_progress,
-            min_region_px=args.min_region_px,
-            runtime=args.runtime,
-        )
+        if find_labelled_volumes(args.data) and not (Path(args.data) / "images").is_dir():
+            result = evaluate_volumes(args.data, **common)
+            if args.per_slice:
+                print("note: --per-slice applies to slice splits (images/ + masks/); not written", file=sys.stderr)
+                args.per_slice = None
+        else:
+            result = evaluate(args.data, competition=not args.no_competition, per_slice=bool(args.per_slice),
+                              **common)
     except (DataError, ModelLoadError, ValueError, OnnxError) as exc:  # ValueError: option combinations
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,9 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segapp.model.weights import hash_state
-
 from segapp.io.files import atomic_path
+from segapp.model.weights import hash_state
 
 log = logging.getLogger(__name__)
 
