@@ -28,6 +28,10 @@ _EXPORTS = {
     "ModelLoadError": "segapp.model.weights",
     "Segmenter": "segapp.inference.segmenter",
     "Prediction": "segapp.inference.segmenter",
+    "read_volume": "segapp.io.volume",
+    "ScanVolume": "segapp.io.volume",
+    "InvalidVolumeError": "segapp.io.volume",
+    "VolumePrediction": "segapp.inference.volume",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
@@ -36,12 +40,15 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
     "ProcessingConfig", "preprocess", "postprocess",
     "load_model", "save_model", "LoadedModel", "ModelLoadError",
     "Segmenter", "Prediction",
+    "read_volume", "ScanVolume", "InvalidVolumeError", "VolumePrediction",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.inference.segmenter import Prediction, Segmenter
+    from segapp.inference.volume import VolumePrediction
     from segapp.io.image import InvalidImageError, ScanImage, read_image
+    from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
     from segapp.labels import ID2LABEL, LABEL2ID, LABELS, NUM_LABELS
     from segapp.model.processing import ProcessingConfig, postprocess, preprocess
     from segapp.model.weights import LoadedModel, ModelLoadError, load_model, save_model

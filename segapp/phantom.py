@@ -1,4 +1,5 @@
-"""``python -m segapp.phantom`` (console script ``segapp-phantom``): write a phantom data set.
+"""``python -m segapp.phantom`` (console script ``segapp-phantom``): write a phantom data set,
+as PNG slices (notebook or competition layout) or as volumes (NIfTI pairs, DICOM MR series).
 
 A thin front over :func:`segapp.synthetic.generate_dataset`; the generator itself lives in
 :mod:`segapp.synthetic`.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from segapp.cli import non_negative_int
 from segapp.synthetic.dataset import generate_dataset
+from segapp.synthetic.volume_files import ORIENTATIONS, generate_volumes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (absent or empty)")
     parser.add_argument(
-        "--train", type=non_negative_int, required=True, help="training slices (raw layout: all slices)"
+        "--train", type=non_negative_int, default=None,
+        help="training slices (raw layout: all slices); needed for --format slices",
     )
     parser.add_argument(
         "--valid", type=non_negative_int, default=0, help="validation slices, from other cases (default 0)"
@@ -33,7 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace train/, valid/, train.csv in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    volumes = parser.add_argument_group("volumes (--format nifti or dicom)")
+    volumes.add_argument("--format", dest="file_format", default="slices", choices=("slices", "nifti", "dicom"),
+                         help="slices: PNG data sets (default); nifti: image + label pairs; dicom: MR series")
+    volumes.add_argument("--cases", type=non_negative_int, default=4, help="patient-days to write (default 4)")
+    volumes.add_argument("--slices", type=non_negative_int, default=144,
+                         help="consecutive slices per volume, centred on the organs (default 144, the whole scan)")
+    volumes.add_argument("--orientation", default="standard", choices=(*sorted(ORIENTATIONS), "mixed"),
+                         help="how DICOM slices are stored in-plane (mixed: a different one per case)")
+    volumes.add_argument("--reverse", action="store_true", help="DICOM slices written head first")
     args = parser.parse_args(argv)
+    if args.file_format != "slices":
+        return _write_volumes(args)
+    if args.train is None:
+        parser.error("--train is required for --format slices")
     try:
         summary = generate_dataset(
             args.out,
@@ -56,6 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {summary['train']} train + {summary['valid']} valid slices ({summary['layout']} layout) "
         f"to {summary['out']}: {summary['empty_share']:.0%} without organs; sizes {sizes}"
     )
+    return 0
+
+
+def _write_volumes(args: argparse.Namespace) -> int:
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        print(f"error: {args.out} is not empty; pass --overwrite to write into it", file=sys.stderr)
+        return 2
+    written = generate_volumes(args.out, cases=args.cases, seed=args.seed, file_format=args.file_format,
+                               slices=args.slices, orientation=args.orientation, reverse=args.reverse)
+    print(f"wrote {len(written)} phantom volume(s) as {args.file_format} to {args.out}")
     return 0
 
 

@@ -33,6 +33,8 @@ from segapp.model.runtime import COMPILE_MODES, RUNTIMES
 from segapp.model.weights import LoadedModel, load_model, model_summary
 
 if TYPE_CHECKING:
+    from segapp.inference.volume import VolumePrediction
+    from segapp.io.volume import ScanVolume
     from segapp.model.onnx_runtime import OnnxLogits
 
 log = logging.getLogger(__name__)
@@ -404,6 +406,16 @@ class Segmenter:
                 stats = class_stats(mask, conf, scan.spacing_mm)
                 predictions.append(Prediction(mask, conf, stats, dict(timings), str(self.device), scan))
         return predictions
+
+    def predict_volume(self, volume: ScanVolume, *, batch_size: int | None = None,
+                       progress: Callable[[int, int], None] | None = None,
+                       min_component_ml: float = 0.0) -> VolumePrediction:
+        """Segment every slice of a :class:`~segapp.io.volume.ScanVolume` through
+        :meth:`predict_batch`; see :func:`segapp.inference.volume.predict_volume`."""
+        from segapp.inference.volume import predict_volume
+
+        return predict_volume(self, volume, batch_size=batch_size, progress=progress,
+                              min_component_ml=min_component_ml)
 
     def describe(self) -> dict[str, Any]:
         """Model, device and start-up figures for pages and logs."""

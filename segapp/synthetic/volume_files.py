@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segapp.synthetic.volume import PhantomVolume
+from segapp.synthetic.volume import PhantomVolume, phantom_volume
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 # In-plane storage orientations: (transpose, flip rows, flip columns) of the display slice.
@@ -193,3 +193,48 @@ def write_nifti_pair(volume: PhantomVolume, folder: str | Path, *, axcodes: str 
         nib.save(image, str(path))
         paths.append(path)
     return paths[0], paths[1]
+
+
+def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str, slices: int = 144,
+                     orientation: str = "standard", reverse: bool = False) -> list[Path]:
+    """Write ``cases`` phantom patient-days as volumes.
+
+    Args:
+        out: Output folder (created).
+        cases: How many patient-days (case 1..cases, day 0).
+        seed: The data set's seed.
+        file_format: ``nifti``: ``OUT/caseN_day0_image.nii.gz`` + ``_labels.nii.gz`` (the pairs
+            ``segapp.evaluate`` reads); ``dicom``: ``OUT/caseN_day0/`` MR series plus
+            ``OUT/caseN_day0_labels.nii.gz`` on its grid.
+        slices: Consecutive slices per volume, centred on the scan (the organs' region).
+        orientation: DICOM in-plane storage (:data:`ORIENTATIONS`), or ``mixed`` to cycle
+            through them case by case.
+        reverse: DICOM slices written head first.
+
+    Returns:
+        The written series folders or image files.
+    """
+    from segapp.synthetic.anatomy import SLICES_PER_SCAN
+
+    if file_format not in ("nifti", "dicom"):
+        raise ValueError(f"file_format must be nifti or dicom, got {file_format!r}")
+    if orientation != "mixed" and orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation {orientation!r} is not one of {sorted(ORIENTATIONS)} or mixed")
+    slices = max(1, min(slices, SLICES_PER_SCAN))
+    first = 1 + (SLICES_PER_SCAN - slices) // 2
+    out = Path(out)
+    written = []
+    for case in range(1, cases + 1):
+        volume = phantom_volume(seed, case, 0, first=first, count=slices)
+        name = f"case{case}_day0"
+        if file_format == "nifti":
+            written.append(write_nifti_pair(volume, out, name=name)[0])
+            continue
+        how = sorted(ORIENTATIONS)[(case - 1) % len(ORIENTATIONS)] if orientation == "mixed" else orientation
+        write_dicom_series(volume, out / name, orientation=how, reverse=reverse, seed=seed)
+        from segapp.io.nifti import write_label_nifti
+        from segapp.io.volume import read_volume
+
+        write_label_nifti(volume.labels, read_volume(out / name), out / f"{name}_labels.nii.gz")
+        written.append(out / name)
+    return written

@@ -17,7 +17,7 @@ NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 def test_each_slice_gets_the_mask_it_gets_alone(tiny_segmenter, one_torch_thread) -> None:
     volume = read_volume(NIBABEL_DATA / "anatomical.nii")
     seen: list[tuple[int, int]] = []
-    result = predict_volume(tiny_segmenter, volume, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    result = tiny_segmenter.predict_volume(volume, batch_size=4, progress=lambda done, total: seen.append((done, total)))
     assert result.labels.shape == volume.shape and result.labels.dtype == np.uint8
     assert result.confidence.dtype == np.float16
     slices = volume.slices_uint8()

@@ -63,3 +63,19 @@ def test_the_made_up_patient_never_reaches_the_description(volume, tmp_path: Pat
     assert scan.headers[0].PatientName == "Phantom^Case7"  # the export carries it, as real ones do
     text = repr(scan.description) + repr(scan.notes)
     assert "Phantom^" not in text and "PH00007" not in text and str(scan.headers[0].PatientBirthDate) not in text
+
+
+def test_phantom_command_writes_volumes(tmp_path: Path, capsys) -> None:
+    from segapp.phantom import main
+
+    assert main(["--out", str(tmp_path / "d"), "--format", "dicom", "--cases", "2", "--slices", "3",
+                 "--orientation", "mixed", "--seed", "1"]) == 0
+    for case in (1, 2):
+        scan = read_volume(tmp_path / "d" / f"case{case}_day0")
+        labels = read_volume(tmp_path / "d" / f"case{case}_day0_labels.nii.gz")
+        truth = phantom_volume(1, case, 0, first=71, count=3)
+        assert np.array_equal(scan.voxels, truth.image16) and np.array_equal(labels.voxels, truth.labels)
+    assert main(["--out", str(tmp_path / "n"), "--format", "nifti", "--cases", "1", "--slices", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "n").iterdir()) == ["case1_day0_image.nii.gz", "case1_day0_labels.nii.gz"]
+    assert main(["--out", str(tmp_path / "n"), "--format", "nifti", "--cases", "1"]) == 2  # not empty
+    assert "wrote 2 phantom volume(s) as dicom" in capsys.readouterr().out
