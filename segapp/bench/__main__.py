@@ -1,7 +1,7 @@
 """``python -m segapp.bench``: segapp against the usual recipes, in one process, same weights and inputs.
 
     python -m segapp.bench [--device auto|cpu|cuda] [--weights SOURCE] [--json FILE] [--quick]
-                           [--skip web,training,startup] [--compile reduce-overhead] [--runtime onnx]
+                           [--skip web,training,startup,volume] [--compile reduce-overhead] [--runtime onnx]
 
 Measures (warm-up, repeats, medians):
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_option(parser)
     parser.add_argument("--json", help="write all figures to this file")
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: web,training,startup,volume")
     add_compile_option(parser, help="also time a torch.compile'd Segmenter in this mode against the eager one")
     add_runtime_option(parser, help="onnx: also time the ONNX Runtime path against PyTorch (CPU; needs segapp[onnx])")
     return parser

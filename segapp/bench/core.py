@@ -20,7 +20,7 @@ from segapp.bench.measure import phantom_slices
 from segapp.bench.web import APP, bench_startup, bench_web
 from segapp.inference.segmenter import Segmenter, pick_device
 
-SKIPPABLE = ("web", "training", "startup")
+SKIPPABLE = ("web", "training", "startup", "volume")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def run_benchmarks(options: BenchOptions, echo: Callable[[str], None] = _say) ->
     Returns:
         ``device``, ``device_name``, ``torch``, ``weights``, ``quick``, then the figures of each
         part that ran: ``latency``, ``throughput``, ``concurrency``, ``compiled`` (with a compile
-        mode), ``onnx`` (runtime onnx on the CPU), ``web``, ``training``, ``startup``.
+        mode), ``onnx`` (runtime onnx on the CPU), ``volume``, ``web``, ``training``, ``startup``.
     """
     quick = options.quick
     repeats = 3 if quick else 11
@@ -88,6 +88,13 @@ def run_benchmarks(options: BenchOptions, echo: Callable[[str], None] = _say) ->
         else:
             results["onnx"] = bench_onnx(segmenter, slices, repeats, quick=quick)
             echo(report.onnx(results["onnx"]))
+
+    # 6 (before the web and training parts: the model is warm). A whole DICOM series in and out
+    if "volume" not in options.skip:
+        from segapp.bench.volume import bench_volume
+
+        results["volume"] = bench_volume(segmenter, slices=24 if quick else 144, repeats=1 if quick else 3)
+        echo(report.volume(results["volume"]))
 
     # 3. The web path and the page
     if "web" not in options.skip:

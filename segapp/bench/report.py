@@ -85,3 +85,12 @@ def training(tr: dict[str, Any]) -> str:
 
 def startup(figures: dict[str, float]) -> str:
     return f"5. start-up to first served prediction: {figures['startup_to_first_prediction_s']:.1f} s"
+
+
+def volume(vol: dict[str, Any]) -> str:
+    return (
+        f"6. volume ({vol['slices']} slices of {vol['size'][0]} x {vol['size'][1]}, DICOM in): read {vol['read_ms']:.0f} ms, "
+        f"segment {vol['model_ms']:.0f} ms, NIfTI {vol['nifti_ms']:.0f} ms, DICOM-SEG {vol['dicom_seg_ms']:.0f} ms, "
+        f"RTSTRUCT {vol['rtstruct_ms']:.0f} ms; total {vol['total_ms'] / 1000:.2f} s, everything but the model "
+        f"{100 * vol['non_model_share']:.0f} % of the model's time"
+    )
