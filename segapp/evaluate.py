@@ -217,7 +217,6 @@ def evaluate_volumes(
     Raises:
         DataError: No pairs, or a label volume that does not match its image.
     """
-    from segapp.inference.volume import predict_volume
     from segapp.io.volume import InvalidVolumeError, read_volume
 
     pairs = find_labelled_volumes(data)
@@ -243,7 +242,7 @@ def evaluate_volumes(
         if true.dtype.kind == "f" and not np.array_equal(true, np.round(true)) or true.min() < 0 or true.max() > 3:
             raise DataError(f"{name}: label values must be class ids 0..3")
         true = true.astype(np.uint8)
-        pred = predict_volume(segmenter, scan, batch_size=batch_size).labels
+        pred = segmenter.predict_volume(scan, batch_size=batch_size).labels
         per_volume.append({"name": name, **volume_metrics(pred, true, scan.spacing_mm, hausdorff=hausdorff)})
         preds += list(pred)
         trues += list(true)

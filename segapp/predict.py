@@ -445,7 +445,7 @@ def predict(
         kept = _predict_slices(entries, segmenter, chosen, out_dir, summary, report, batch_size=batch_size,
                                progress=progress, keep=keep)
         if keep:
-            volume_rows += _case_day_volumes(kept, out_dir, report, names)
+            volume_rows += _case_day_volumes(kept, segmenter, out_dir, report, names)
     for path in volume_inputs:
         row = _predict_volume(path, segmenter, chosen, every, out_dir, report, names,
                               batch_size=batch_size, progress=progress, series=series)
@@ -546,11 +546,11 @@ def _case_day(entry: InputFile) -> str | None:
     return f"case{name.case}_day{name.day}"
 
 
-def _case_day_volumes(kept: dict[InputFile, Prediction], out_dir: Path, report: _Reporter,
+def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, out_dir: Path, report: _Reporter,
                       names: set[str]) -> list[dict[str, Any]]:
     """NIfTI volumes of the case-days among the slice inputs, from their slice predictions."""
     from segapp.inference.exports import volume_row, write_volume_outputs
-    from segapp.inference.volume import VolumePrediction, organ_volumes
+    from segapp.inference.volume import VolumePrediction, organ_volumes, remove_small_components
     from segapp.io.casefolder import read_png_slices
     from segapp.io.volume import InvalidVolumeError
 
@@ -567,6 +567,8 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], out_dir: Path, report: 
         # read_png_slices orders slices feet first (highest slice number first): the same here.
         ordered = sorted(group, key=lambda e: -parse_slice_name(e.path).slice)  # type: ignore[union-attr]
         labels = np.stack([kept[e].mask for e in ordered])
+        if segmenter.processing.min_component_ml > 0:  # the model's 3D clean-up, as for volume inputs
+            labels = remove_small_components(labels, segmenter.processing.min_component_ml, volume.spacing_mm)
         confidence = np.stack([kept[e].confidence for e in ordered]).astype(np.float16)
         prediction = VolumePrediction(labels, confidence, organ_volumes(labels, confidence, volume.spacing_mm),
                                       {}, str(kept[group[0]].device), volume)
@@ -581,7 +583,6 @@ def _predict_volume(path: Path, segmenter: Segmenter, chosen: set[str], every: b
                     series: str | None) -> dict[str, Any] | None:
     """One volume input: read, segment, write its formats; its volumes.csv row, or None on failure."""
     from segapp.inference.exports import algorithm_of, applicable_formats, volume_row, write_volume_outputs
-    from segapp.inference.volume import predict_volume
     from segapp.io.volume import InvalidVolumeError, read_volume
 
     try:
@@ -601,7 +602,7 @@ def _predict_volume(path: Path, segmenter: Segmenter, chosen: set[str], every: b
             bar.n = done
             bar.refresh()
     try:
-        prediction = predict_volume(segmenter, volume, batch_size=batch_size, progress=advance)
+        prediction = segmenter.predict_volume(volume, batch_size=batch_size, progress=advance)
     finally:
         if bar is not None:
             bar.close()

@@ -9,6 +9,10 @@ command predicts the split once, then scores each candidate minimum region size 
 ``segapp.evaluate``, prints the table and, with ``--write``, stores the best value in the model
 folder's ``preprocessor_config.json`` (``segapp_min_region_px``), which the app, ``predict``,
 ``evaluate`` and the benchmarks then all apply. Tune on validation data, report on other data.
+
+With ``--volumes`` it tunes the 3D clean-up of volumes instead: on labelled NIfTI volumes, each
+candidate size in mL (26-connected components of one class below it become background) is
+scored by 3D Dice and HD95 in mm, and ``--write`` stores the best as ``segapp_min_component_ml``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from segapp.model.weights import ModelLoadError
 from segapp.training.data import load_valid_set
 
 CANDIDATES = (0, 10, 25, 50, 75, 100, 150, 200)
+CANDIDATES_ML = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)  # 3D clean-up sizes for --volumes
 
 
 def tune(
@@ -73,6 +78,58 @@ def tune(
     return {"slices": len(valid), "current": current, "best": best, "results": results}
 
 
+def tune_volumes(
+    weights: str,
+    data: str | Path,
+    *,
+    candidates: Sequence[float] = CANDIDATES_ML,
+    device: str = "auto",
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Score each 3D clean-up size (mL, >= 0) on labelled NIfTI volumes
+    (:func:`segapp.evaluate.find_labelled_volumes`).
+
+    Each volume is predicted once (with the weights' 2D clean-up, without any 3D one); each
+    candidate then removes 26-connected components under its size from copies of those labels.
+
+    Returns:
+        ``{"volumes", "current", "best", "results": [{"min_component_ml", "mean_dice",
+        "mean_hd95_mm", "dice": {...}, "hd95_mm": {...}}, ...]}``; ``best`` has the highest mean
+        3D Dice, then the lowest mean HD95, then the smallest size.
+    """
+    from segapp.evaluate import find_labelled_volumes
+    from segapp.inference.volume import remove_small_components
+    from segapp.io.volume import InvalidVolumeError, read_volume
+    from segapp.metrics.volume import mean_over_volumes, volume_metrics
+    from segapp.training.data import DataError
+
+    sizes = sorted({float(c) for c in candidates})
+    if not sizes or sizes[0] < 0:
+        raise ValueError(f"candidates must be numbers of mL >= 0, got {list(candidates)}")
+    pairs = find_labelled_volumes(data)
+    if not pairs:
+        raise DataError(f"{data} holds no image/label NIfTI pairs (NAME_image.nii.gz + NAME_labels.nii.gz)")
+    segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
+    current = segmenter.processing.min_component_ml
+    predicted = []
+    for name, image, labels in pairs:
+        try:
+            scan, truth = read_volume(image), read_volume(labels)
+        except InvalidVolumeError as exc:
+            raise DataError(f"{name}: {exc}") from None
+        predicted.append((segmenter.predict_volume(scan, min_component_ml=0).labels,
+                          truth.voxels.astype("uint8"), scan.spacing_mm))
+    results = []
+    for size in sizes:
+        per_volume = [volume_metrics(remove_small_components(pred, size, spacing) if size else pred, true, spacing)
+                      for pred, true, spacing in predicted]
+        summary = mean_over_volumes(per_volume)
+        results.append({"min_component_ml": size, "mean_dice": summary["mean_dice"],
+                        "mean_hd95_mm": summary["mean_hd95_mm"], "dice": summary["dice"], "hd95_mm": summary["hd95_mm"]})
+    best = max(results, key=lambda r: (r["mean_dice"], -r["mean_hd95_mm"], -r["min_component_ml"]))["min_component_ml"]
+    return {"volumes": len(pairs), "current": current, "best": best, "results": results}
+
+
 def write_min_region(folder: str | Path, min_region_px: int) -> None:
     """Store ``min_region_px`` in a model folder's ``preprocessor_config.json`` (atomic write;
     every other setting is kept)."""
@@ -81,6 +138,24 @@ def write_min_region(folder: str | Path, min_region_px: int) -> None:
         raise ValueError(f"--write needs a model folder with config.json; {folder} is not one")
     config = ProcessingConfig.from_folder(folder)
     replace(config, min_region_px=int(min_region_px)).save(folder)
+
+
+def write_min_component(folder: str | Path, min_component_ml: float) -> None:
+    """Store the 3D clean-up size in a model folder's ``preprocessor_config.json`` (atomic)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"--write needs a model folder with config.json; {folder} is not one")
+    replace(ProcessingConfig.from_folder(folder), min_component_ml=float(min_component_ml)).save(folder)
+
+
+def format_volume_table(result: dict[str, Any]) -> str:
+    """The 3D candidates as a text table, the best one marked."""
+    lines = [f"{'min component mL':>16}  {'mean 3D Dice':>12}  {'mean HD95 mm':>12}"]
+    for row in result["results"]:
+        mark = "  <- best" if row["min_component_ml"] == result["best"] else ""
+        lines.append(f"{row['min_component_ml']:>16g}  {row['mean_dice']:>12.4f}  {row['mean_hd95_mm']:>12.2f}{mark}")
+    lines.append(f"{result['volumes']} volumes; the weights carry min_component_ml={result['current']:g} now")
+    return "\n".join(lines)
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -100,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.tune_postprocessing", description=__doc__.splitlines()[0])
     add_weights_option(parser, default=None, required=True)
     parser.add_argument("--data", required=True, help="labelled validation split with images/ and masks/ (not your test data)")
-    parser.add_argument("--candidates", default=",".join(map(str, CANDIDATES)),
-                        help="comma-separated minimum region sizes in pixels to try (default: %(default)s)")
+    parser.add_argument("--candidates", default=None,
+                        help="comma-separated sizes to try: pixels (default: " + ",".join(map(str, CANDIDATES))
+                        + "), or mL with --volumes (default: " + ",".join(f"{c:g}" for c in CANDIDATES_ML) + ")")
+    parser.add_argument("--volumes", action="store_true",
+                        help="tune the 3D clean-up of volumes (mL) on labelled NIfTI volumes in --data instead")
     parser.add_argument("--write", action="store_true", help="store the best value in the model folder")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
@@ -112,7 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        candidates = [int(v) for v in args.candidates.split(",") if v.strip()]
+        if args.volumes:
+            sizes = [float(v) for v in (args.candidates or ",".join(map(str, CANDIDATES_ML))).split(",") if v.strip()]
+            volume_result = tune_volumes(args.weights, args.data, candidates=sizes, device=args.device,
+                                         batch_size=args.batch_size)
+            print(format_volume_table(volume_result))
+            if args.write:
+                write_min_component(args.weights, volume_result["best"])
+                print(f"wrote min_component_ml={volume_result['best']:g} to {Path(args.weights) / 'preprocessor_config.json'}")
+            return 0
+        candidates = [int(v) for v in (args.candidates or ",".join(map(str, CANDIDATES))).split(",") if v.strip()]
         result = tune(args.weights, args.data, candidates=candidates, device=args.device,
                       batch_size=args.batch_size, progress=not args.no_progress)
         print(format_table(result))

@@ -409,11 +409,14 @@ class Segmenter:
 
     def predict_volume(self, volume: ScanVolume, *, batch_size: int | None = None,
                        progress: Callable[[int, int], None] | None = None,
-                       min_component_ml: float = 0.0) -> VolumePrediction:
+                       min_component_ml: float | None = None) -> VolumePrediction:
         """Segment every slice of a :class:`~segapp.io.volume.ScanVolume` through
-        :meth:`predict_batch`; see :func:`segapp.inference.volume.predict_volume`."""
+        :meth:`predict_batch`; see :func:`segapp.inference.volume.predict_volume`. The 3D clean-up
+        is the model folder's (``min_component_ml`` None) or the one given (0: off)."""
         from segapp.inference.volume import predict_volume
 
+        if min_component_ml is None:
+            min_component_ml = self.processing.min_component_ml
         return predict_volume(self, volume, batch_size=batch_size, progress=progress,
                               min_component_ml=min_component_ml)
 

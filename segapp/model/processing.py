@@ -21,6 +21,7 @@ from segapp.io.files import write_text_atomic
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 MIN_REGION_KEY = "segapp_min_region_px"
+MIN_COMPONENT_KEY = "segapp_min_component_ml"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -38,6 +39,10 @@ class ProcessingConfig:
             this many pixels of the slice become background; 0 turns it off. Chosen per model
             on its validation split (``python -m segapp.tune_postprocessing``) and stored in
             the folder as ``segapp_min_region_px``, so every tool applies the same rule.
+        min_component_ml: The 3D clean-up of volumes: 26-connected components of one class
+            smaller than this many mL become background; 0 turns it off. Tuned on labelled
+            volumes (``python -m segapp.tune_postprocessing --volumes``), stored as
+            ``segapp_min_component_ml``.
     """
 
     height: int = 288
@@ -45,6 +50,7 @@ class ProcessingConfig:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
     min_region_px: int = 0
+    min_component_ml: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict) -> ProcessingConfig:
@@ -65,7 +71,11 @@ class ProcessingConfig:
         min_region = data.get(MIN_REGION_KEY, 0)
         if isinstance(min_region, bool) or not isinstance(min_region, int) or min_region < 0:
             raise ValueError(f"{PREPROCESSOR_FILE}: {MIN_REGION_KEY} must be a whole number >= 0, got {min_region!r}")
-        return cls(height=height, width=width, image_mean=mean, image_std=std, min_region_px=min_region)  # type: ignore[arg-type]
+        min_component = data.get(MIN_COMPONENT_KEY, 0.0)
+        if isinstance(min_component, bool) or not isinstance(min_component, (int, float)) or not min_component >= 0:
+            raise ValueError(f"{PREPROCESSOR_FILE}: {MIN_COMPONENT_KEY} must be a number of mL >= 0, got {min_component!r}")
+        return cls(height=height, width=width, image_mean=mean, image_std=std, min_region_px=min_region,  # type: ignore[arg-type]
+                   min_component_ml=float(min_component))
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ProcessingConfig:
@@ -90,6 +100,7 @@ class ProcessingConfig:
             "do_reduce_labels": False,
             # Ignored by transformers' image processor; read by segapp.
             **({MIN_REGION_KEY: self.min_region_px} if self.min_region_px else {}),
+            **({MIN_COMPONENT_KEY: self.min_component_ml} if self.min_component_ml else {}),
         }
 
     def save(self, folder: str | Path) -> None:

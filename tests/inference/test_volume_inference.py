@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from segapp.inference.volume import organ_volumes, predict_volume, remove_small_components
+from segapp.inference.volume import organ_volumes, remove_small_components
 from segapp.io.volume import read_volume
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
