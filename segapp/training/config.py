@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,19 @@ from segapp.model.runtime import COMPILE_MODES
 from segapp.model.weights import DEFAULT_BASE
 from segapp.training.run_log import TENSORBOARD_CHOICES
 
+NONE_WORD = "none"  # on the command line, sets an optional (``X | None``) option to None
+
 
 class TrainingError(RuntimeError):
     """A problem that stops training, with a message saying what to do."""
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with its help text (and e.g. ``choices``) as metadata."""
-    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+    """A dataclass field with its help text (and e.g. ``choices``) as metadata; list defaults are copied per instance."""
+    metadata = {"help": help, **kwargs}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=default.copy, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -73,6 +80,72 @@ RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", 
              "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head",
              "compile", "tensorboard"}
 
+_SCALARS: dict[Any, type] = {int: int, float: float, str: str}
+
+
+def _optional(kind: type) -> Any:
+    """argparse type for an ``X | None`` option: the word ``none`` (any case) gives None, the rest parses as ``kind``."""
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == NONE_WORD else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
+
+
+def _argument_kwargs(name: str, annotation: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for one dataclass field's resolved type annotation.
+
+    Raises:
+        TypeError: the type is not bool, int, float, str, ``X | None`` or ``list[X]`` of those three.
+    """
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if annotation in _SCALARS:
+        return {"type": _SCALARS[annotation]}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        if inner in _SCALARS:
+            return {"type": _optional(_SCALARS[inner])}
+    if origin is list and len(args) == 1 and args[0] in _SCALARS:
+        return {"type": _SCALARS[args[0]], "nargs": "+"}
+    raise TypeError(
+        f"field {name!r} has type {annotation!r}, which has no command-line form: use bool, int, float, str, "
+        "an optional (X | None) or a list (list[X]) of int, float or str"
+    )
+
+
+def _default_text(field: dataclasses.Field[Any]) -> str:
+    if field.default is not dataclasses.MISSING:
+        return f" (default: {field.default})"
+    if field.default_factory is not dataclasses.MISSING:
+        return f" (default: {field.default_factory()})"
+    return ""
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """Add one ``--field-name`` option per field of the dataclass ``config_class``.
+
+    A field's ``help`` and ``choices`` metadata go to argparse. Forms by type: ``bool`` ->
+    ``--name`` / ``--no-name``; ``int``, ``float``, ``str`` -> one value; ``X | None`` (or
+    ``Optional[X]``) of those -> one value, where the word ``none`` (any case) means None;
+    ``list[X]`` of those -> one or more values (``nargs="+"``). The defaults stay the dataclass's
+    (the help text shows them): an option not given is None, or absent from the namespace with
+    ``argument_default=argparse.SUPPRESS``, so that ``config_class(**vars(args))`` fills it.
+
+    Raises:
+        TypeError: a field's type has no command-line form; the message names the field.
+    """
+    hints = typing.get_type_hints(config_class)  # resolves string annotations (from __future__ import annotations)
+    for field in dataclasses.fields(config_class):
+        kwargs = _argument_kwargs(field.name, hints[field.name])
+        help_text = field.metadata.get("help", "") + _default_text(field)
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        parser.add_argument("--" + field.name.replace("_", "-"), help=help_text, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m segapp.train`` command line: ``--config`` plus one option per :class:`TrainConfig` field."""
     parser = argparse.ArgumentParser(
@@ -81,14 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,  # only options given on the line override --config
     )
     parser.add_argument("--config", help="JSON file of options (keys as below, with underscores)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag, type=kind, choices=f.metadata.get("choices"), help=help_text)
+    add_dataclass_arguments(parser, TrainConfig)
     return parser
 
 
