@@ -7,6 +7,7 @@ the CPU) in :func:`setup_distributed` and leaves it with :func:`leave_distribute
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -34,7 +35,14 @@ def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(), pick_device(device_name)
+    # torch.distributed.nn binds ``group.WORLD`` as default arguments when it is imported, and
+    # DistributedDataParallel imports it lazily (through torch._dynamo). Imported after the group
+    # exists, those defaults keep the group alive for good: destroy_process_group cannot free it,
+    # and gloo's worker threads are still running when the interpreter shuts down, which aborts
+    # the process now and then ("terminate called without an active exception"). Imported now,
+    # they hold None.
     import torch.distributed as tdist
+    import torch.distributed.nn  # noqa: F401
 
     dist = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = pick_device(device_name)
@@ -55,12 +63,23 @@ def agree_with_rank0(flag: bool, dist: Dist, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def leave_distributed(dist: Dist) -> None:
-    """Leave the process group (nothing for a single process)."""
-    if dist.world > 1:
-        import torch.distributed as tdist
+def leave_distributed(dist: Dist, *, together: bool = True) -> None:
+    """Leave the process group (nothing for a single process).
 
-        tdist.destroy_process_group()
+    Call it once nothing refers to the group any more: a DistributedDataParallel wrapper holds
+    it through its reducer, and a group still alive here keeps its backend threads running into
+    interpreter shutdown. ``together``: wait for every rank first (the normal end), so no rank
+    tears its connections down while another still communicates; False on an error, where the
+    other ranks may never arrive.
+    """
+    if dist.world == 1:
+        return
+    import torch.distributed as tdist
+
+    if together:
+        tdist.barrier()
+    gc.collect()  # modules and autograd hooks form reference cycles: free the wrapper now, not at exit
+    tdist.destroy_process_group()
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

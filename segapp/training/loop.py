@@ -115,9 +115,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
         tensorboard_writer_class(config.tensorboard)  # ("auto" cannot fail; every DDP rank runs this line)
     dist, device = setup_distributed(config.device)
     try:
-        return run_training(config, dist, device, command)
-    finally:
-        leave_distributed(dist)
+        summary = run_training(config, dist, device, command)
+    except BaseException:
+        leave_distributed(dist, together=False)  # the other ranks may never get here
+        raise
+    # run_training has returned, so its DDP wrapper (which holds the process group) is gone.
+    leave_distributed(dist)
+    return summary
 
 
 def run_training(config: TrainConfig, dist: Dist, device: torch.device, command: str) -> dict[str, Any]:
