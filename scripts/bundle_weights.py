@@ -33,7 +33,8 @@ from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.evaluate import evaluate, format_table  # noqa: E402
 from segapp.model.weights import load_model, save_model  # noqa: E402
 from segapp.synthetic import generate_dataset  # noqa: E402
-from segapp.train import TrainConfig, train  # noqa: E402
+from segapp.training.config import TrainConfig  # noqa: E402
+from segapp.training.loop import train  # noqa: E402
 
 NOTICE = (
     "**Demonstration weights, not for clinical use.** They were trained on synthetic phantom "

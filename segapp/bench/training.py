@@ -3,7 +3,7 @@
 ``python -m segapp.bench.training --data DIR [--device auto] [--steps 300] [--json FILE]``
 
 Both sides use the same model (SegFormer-B0 from scratch), loss, optimizer, batch size,
-gradient accumulation and precision. "segapp" is :func:`segapp.train.train` itself (data
+gradient accumulation and precision. "segapp" is :func:`segapp.training.loop.train` itself (data
 decoded once, kept on the device, augmented there in batches). "plain" is what a notebook
 typically does: a ``Dataset`` that opens, resizes and augments one PNG at a time on the CPU
 with PIL, in a ``DataLoader`` with ``num_workers=0``.
@@ -28,8 +28,11 @@ from segapp.cli import add_compile_option, add_device_option
 from segapp.inference.segmenter import pick_device
 from segapp.model.processing import ProcessingConfig
 from segapp.model.weights import load_model
-from segapp.train import TrainConfig, resolve_precision, segmentation_loss, train
+from segapp.training.config import TrainConfig
 from segapp.training.data import find_pairs
+from segapp.training.devices import resolve_precision, synchronize
+from segapp.training.loop import train
+from segapp.training.loss import segmentation_loss
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -45,15 +48,16 @@ class PlainDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair = self.pairs[index]
         size = (self.config.width, self.config.height)
-        image = Image.open(pair.image).convert("L").resize(size, Image.BILINEAR)
-        mask = Image.open(pair.mask).resize(size, Image.NEAREST)
+        image = Image.open(pair.image).convert("L").resize(size, Image.Resampling.BILINEAR)
+        mask = Image.open(pair.mask).resize(size, Image.Resampling.NEAREST)
         angle, scale = random.uniform(-15, 15), random.uniform(0.9, 1.1)
         shift = (random.uniform(-17, 17), random.uniform(-17, 17))
-        image = image.rotate(angle, Image.BILINEAR, translate=shift)
-        mask = mask.rotate(angle, Image.NEAREST, translate=shift)
+        # Sub-pixel shifts work in PIL; its type stubs ask for whole pixels.
+        image = image.rotate(angle, Image.Resampling.BILINEAR, translate=shift)  # type: ignore[arg-type]
+        mask = mask.rotate(angle, Image.Resampling.NEAREST, translate=shift)  # type: ignore[arg-type]
         if scale != 1:  # zoom about the centre, crop/pad back to size
             zoomed = (round(size[0] * scale), round(size[1] * scale))
-            image, mask = image.resize(zoomed, Image.BILINEAR), mask.resize(zoomed, Image.NEAREST)
+            image, mask = image.resize(zoomed, Image.Resampling.BILINEAR), mask.resize(zoomed, Image.Resampling.NEAREST)
             left, top = (zoomed[0] - size[0]) // 2, (zoomed[1] - size[1]) // 2
             box = (left, top, left + size[0], top + size[1])
             image, mask = image.crop(box), mask.crop(box)
@@ -95,18 +99,14 @@ def bench_plain(data: Path, *, device: torch.device, steps: int, batch_size: int
             print(f"\rplain: step {done}", end="", file=sys.stderr)
             done += 1
             if done == 2:  # warm-up over: start the clock
-                _sync(device)
+                synchronize(device)
                 start = time.perf_counter()
             if done >= steps + 2:
                 break
-    _sync(device)
+    synchronize(device)
     print(file=sys.stderr)
+    assert start is not None  # the loop ran its warm-up steps
     return {"images_per_s": images / (time.perf_counter() - start), "steps": steps}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, plain_steps: int = 30,

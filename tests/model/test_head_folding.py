@@ -61,7 +61,7 @@ def test_folded_training_has_the_same_loss_gradients_and_batch_norm_updates(kind
     from transformers import SegformerForSemanticSegmentation
 
     from segapp.model.head_folding import FoldedTraining
-    from segapp.train import segmentation_loss
+    from segapp.training.loss import segmentation_loss
 
     torch.manual_seed(0)
     model = make_tiny_model() if kind == "tiny" else SegformerForSemanticSegmentation(scratch_config("b0"))

@@ -15,13 +15,16 @@ import pytest
 import torch
 from PIL import Image
 
+import segapp
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import read_image
 from segapp.model.processing import ProcessingConfig, normalize, preprocess
 from segapp.model.weights import load_model
-from segapp.train import TrainingError, config_from_args, main, segmentation_loss
+from segapp.train import main
 from segapp.training.augment import AugmentConfig, augment
+from segapp.training.config import TrainingError, config_from_args
 from segapp.training.data import DataError, find_pairs, load_train_set, load_valid_set, read_mask
+from segapp.training.loss import segmentation_loss
 
 TINY_ARGS = ["--image-size", "64", "--batch-size", "2", "--grad-accum", "1", "--no-progress", "--log-every", "1"]
 
@@ -188,27 +191,63 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_ddp_two_cpu_processes(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-        "-m", "segapp.train", "--data", str(phantom_data), "--out", str(out), "--base", str(tiny_model_dir),
-        "--device", "cpu", "--max-steps", "2", "--no-hausdorff", *TINY_ARGS,
-    ]
+def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Two CPU processes under torchrun, running this checkout's segapp; killed as a group on a hang."""
+    repo = str(Path(segapp.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", *args]
     # Own process group, so a hang cannot leave torchrun's workers running after the test.
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
-        _, stderr = process.communicate(timeout=240)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        pytest.fail("DDP smoke run did not finish in 240 s")
-    assert process.returncode == 0, stderr[-3000:]
+        pytest.fail(f"DDP run did not finish in {timeout} s")
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+
+
+def test_ddp_two_cpu_processes(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    result = _torchrun(
+        "-m", "segapp.train", "--data", str(phantom_data), "--out", str(out), "--base", str(tiny_model_dir),
+        "--device", "cpu", "--max-steps", "2", "--no-hausdorff", *TINY_ARGS,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert (out / "best" / "model.safetensors").is_file()
+
+
+# Runs training on each rank, then reports the threads left in the process. gloo's threads
+# ("gloo_tcp_loop", "pt_gloo_runloop") still running when the interpreter shuts down abort it
+# now and then (SIGABRT, "terminate called without an active exception").
+TEARDOWN_WORKER = """
+import json, os, sys
+from pathlib import Path
+from segapp.train import main
+status = main(sys.argv[1:])
+threads = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+report = Path(sys.argv[0]).with_name(f"threads-{os.environ['RANK']}.json")  # one file per rank: stdout is shared
+report.write_text(json.dumps({"status": status, "threads": threads}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through /proc (Linux)")
+def test_ddp_training_leaves_no_process_group_threads(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text(TEARDOWN_WORKER)
+    result = _torchrun(
+        str(worker), "--data", str(phantom_data), "--out", str(tmp_path / "ddp"), "--base", str(tiny_model_dir),
+        "--device", "cpu", "--max-steps", "2", "--no-hausdorff", "--tensorboard", "no", *TINY_ARGS,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"threads-{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(r["status"] == 0 for r in reports)
+    for report in reports:
+        assert not [t for t in report["threads"] if "gloo" in t], report
 
 
 def test_compile_and_fold_head_options_reach_the_training_step(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:

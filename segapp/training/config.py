@@ -1,0 +1,192 @@
+"""Training options: the :class:`TrainConfig` dataclass and the command line built from it.
+
+Every field of :class:`TrainConfig` is one option, ``--field-name`` (underscores become dashes);
+its ``help`` metadata is the help text. Values come from the defaults, then a ``--config FILE.json``,
+then the command line; a ``--resume`` takes the saved run's configuration as its base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segapp.cli import DEVICE_HELP
+from segapp.model.runtime import COMPILE_MODES
+from segapp.model.weights import DEFAULT_BASE
+from segapp.training.run_log import TENSORBOARD_CHOICES
+
+NONE_WORD = "none"  # on the command line, sets an optional (``X | None``) option to None
+
+
+class TrainingError(RuntimeError):
+    """A problem that stops training, with a message saying what to do."""
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with its help text (and e.g. ``choices``) as metadata; list defaults are copied per instance."""
+    metadata = {"help": help, **kwargs}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=default.copy, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; the command line and ``--config FILE.json`` fill it."""
+
+    data: str = option("", "data folder with train/{images,masks} and valid/{images,masks}")
+    out: str = option("", "run folder to write (best/, last/, metrics.jsonl)")
+    base: str = option(DEFAULT_BASE, "starting weights: hub id, model folder, .safetensors, Lightning .ckpt, or 'scratch'")
+    image_size: int = option(288, "model input height and width in pixels")
+    batch_size: int = option(6, "slices per forward pass (per process)")
+    grad_accum: int = option(2, "forward passes per optimizer step (effective batch = batch_size x grad_accum x processes)")
+    lr: float = option(3e-4, "AdamW learning rate (the peak with OneCycle)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    epochs: int = option(100, "passes over the training set")
+    scheduler: str = option("onecycle", "learning-rate schedule", choices=["onecycle", "constant"])
+    pct_start: float = option(0.3, "OneCycle: share of steps spent warming up")
+    div_factor: float = option(25.0, "OneCycle: initial lr = lr / div_factor")
+    final_div_factor: float = option(1e4, "OneCycle: final lr = initial lr / final_div_factor")
+    precision: str = option("auto", "auto: bf16 on GPUs that have it, else fp16 on CUDA, fp32 on CPU", choices=["auto", "fp16", "bf16", "fp32"])
+    device: str = option("auto", DEVICE_HELP)
+    seed: int = option(42, "random seed (shuffling, augmentation, new head)")
+    max_steps: int = option(0, "stop after this many optimizer steps (0: no limit; for smoke runs)")
+    max_minutes: float = option(0.0, "stop (validating and saving first) after this many minutes of training (0: no limit)")
+    valid_every: int = option(1, "validate every N epochs (and at the end)")
+    early_stop: int = option(0, "stop after N validations without improvement (0: off)")
+    log_every: int = option(50, "write a metrics line every N optimizer steps")
+    tensorboard: str = option("auto", "also write TensorBoard event files to RUN_DIR/tensorboard: auto (when the tensorboard package is installed), yes, no", choices=list(TENSORBOARD_CHOICES))
+    checkpoint_every: int = option(0, "also save last/ every N optimizer steps (0: at epoch ends only)")
+    valid_batch_size: int = option(16, "slices per forward pass in validation")
+    hausdorff: bool = option(True, "compute Hausdorff 95 in validation")
+    augment: bool = option(True, "random affine and intensity augmentation")
+    data_on_device: str = option("auto", "keep the decoded data set on the GPU: auto (when it fits), yes, no", choices=["auto", "yes", "no"])
+    fold_head: bool = option(True, "train the decode head in its folded form: same function and gradients, about half the arithmetic (segapp.model.head_folding)")
+    compile: str = option("off", "torch.compile the training forward pass (off, default, max-autotune, reduce-overhead); compiles for minutes first, pays off on long GPU runs", choices=list(COMPILE_MODES))
+    cudnn_benchmark: bool = option(True, "let cuDNN pick the fastest convolution algorithms (fixed input size)")
+    progress: bool = option(True, "show progress bars")
+    resume: bool = option(False, "continue from RUN_DIR/last/ (saved configuration, optimizer, step, RNG)")
+    description: str = option("", "what the data is, for the model card")
+
+
+# Options a resumed run may change; the rest must match the saved run.
+RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
+             "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head",
+             "compile", "tensorboard"}
+
+_SCALARS: dict[Any, type] = {int: int, float: float, str: str}
+
+
+def _optional(kind: type) -> Any:
+    """argparse type for an ``X | None`` option: the word ``none`` (any case) gives None, the rest parses as ``kind``."""
+
+    def parse(text: str) -> Any:
+        return None if text.lower() == NONE_WORD else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
+
+
+def _argument_kwargs(name: str, annotation: Any) -> dict[str, Any]:
+    """``add_argument`` keywords for one dataclass field's resolved type annotation.
+
+    Raises:
+        TypeError: the type is not bool, int, float, str, ``X | None`` or ``list[X]`` of those three.
+    """
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if annotation in _SCALARS:
+        return {"type": _SCALARS[annotation]}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        if inner in _SCALARS:
+            return {"type": _optional(_SCALARS[inner])}
+    if origin is list and len(args) == 1 and args[0] in _SCALARS:
+        return {"type": _SCALARS[args[0]], "nargs": "+"}
+    raise TypeError(
+        f"field {name!r} has type {annotation!r}, which has no command-line form: use bool, int, float, str, "
+        "an optional (X | None) or a list (list[X]) of int, float or str"
+    )
+
+
+def _default_text(field: dataclasses.Field[Any]) -> str:
+    if field.default is not dataclasses.MISSING:
+        return f" (default: {field.default})"
+    if field.default_factory is not dataclasses.MISSING:
+        return f" (default: {field.default_factory()})"
+    return ""
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
+    """Add one ``--field-name`` option per field of the dataclass ``config_class``.
+
+    A field's ``help`` and ``choices`` metadata go to argparse. Forms by type: ``bool`` ->
+    ``--name`` / ``--no-name``; ``int``, ``float``, ``str`` -> one value; ``X | None`` (or
+    ``Optional[X]``) of those -> one value, where the word ``none`` (any case) means None;
+    ``list[X]`` of those -> one or more values (``nargs="+"``). The defaults stay the dataclass's
+    (the help text shows them): an option not given is None, or absent from the namespace with
+    ``argument_default=argparse.SUPPRESS``, so that ``config_class(**vars(args))`` fills it.
+
+    Raises:
+        TypeError: a field's type has no command-line form; the message names the field.
+    """
+    hints = typing.get_type_hints(config_class)  # resolves string annotations (from __future__ import annotations)
+    for field in dataclasses.fields(config_class):
+        kwargs = _argument_kwargs(field.name, hints[field.name])
+        help_text = field.metadata.get("help", "") + _default_text(field)
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        parser.add_argument("--" + field.name.replace("_", "-"), help=help_text, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m segapp.train`` command line: ``--config`` plus one option per :class:`TrainConfig` field."""
+    parser = argparse.ArgumentParser(
+        prog="python -m segapp.train",
+        description="Fine-tune SegFormer on GI-tract MRI slices (notebook layout: DIR/{train,valid}/{images,masks}).",
+        argument_default=argparse.SUPPRESS,  # only options given on the line override --config
+    )
+    parser.add_argument("--config", help="JSON file of options (keys as below, with underscores)")
+    add_dataclass_arguments(parser, TrainConfig)
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    """Defaults <- ``--config`` file <- command-line options; on --resume, the saved run's
+    configuration replaces the defaults and the file.
+
+    Raises:
+        TrainingError: unreadable config file, unknown keys, or options a resume may not change.
+    """
+    args = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    if "config" in args:
+        path = Path(args.pop("config"))
+        try:
+            values.update(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TrainingError(f"Cannot read the config file {path}: {exc}") from None
+    values.update(args)
+    if values.get("resume") and values.get("out"):
+        saved = Path(values["out"]) / "train_config.json"
+        if saved.is_file():
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+            changed = {k for k in args if k not in RESUMABLE and previous.get(k) != args[k]}
+            if changed:
+                raise TrainingError(
+                    f"--resume continues the saved run; these options differ from it: {sorted(changed)}. "
+                    "Drop them, or start a new run in another --out folder."
+                )
+            values = {**previous, **args}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise TrainingError(f"Unknown options in the config: {sorted(unknown)}")
+    return TrainConfig(**values)

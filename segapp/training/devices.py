@@ -1,0 +1,109 @@
+"""Where training runs: the device, its precision, and the torchrun process group (DDP).
+
+A plain ``python -m segapp.train`` is rank 0 of a world of 1 and never touches
+``torch.distributed``. Under ``torchrun`` every process joins one group (NCCL on GPUs, gloo on
+the CPU) in :func:`setup_distributed` and leaves it with :func:`leave_distributed`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass
+
+import torch
+
+from segapp.inference.segmenter import pick_device
+from segapp.training.data import TrainSet
+
+
+@dataclass
+class Dist:
+    """Process-group facts (a single process is rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when launched by torchrun; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(device_name)
+    # torch.distributed.nn binds ``group.WORLD`` as default arguments when it is imported, and
+    # DistributedDataParallel imports it lazily (through torch._dynamo). Imported after the group
+    # exists, those defaults keep the group alive for good: destroy_process_group cannot free it,
+    # and gloo's worker threads are still running when the interpreter shuts down, which aborts
+    # the process now and then ("terminate called without an active exception"). Imported now,
+    # they hold None.
+    import torch.distributed as tdist
+    import torch.distributed.nn  # noqa: F401
+
+    dist = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist, device
+
+
+def agree_with_rank0(flag: bool, dist: Dist, device: torch.device) -> bool:
+    """Rank 0's ``flag``, on every rank (a collective: every rank must call it)."""
+    value = torch.tensor([int(flag)], device=device)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.broadcast(value, 0)
+    return bool(value.item())
+
+
+def leave_distributed(dist: Dist, *, together: bool = True) -> None:
+    """Leave the process group (nothing for a single process).
+
+    Call it once nothing refers to the group any more: a DistributedDataParallel wrapper holds
+    it through its reducer, and a group still alive here keeps its backend threads running into
+    interpreter shutdown. ``together``: wait for every rank first (the normal end), so no rank
+    tears its connections down while another still communicates; False on an error, where the
+    other ranks may never arrive.
+    """
+    if dist.world == 1:
+        return
+    import torch.distributed as tdist
+
+    if together:
+        tdist.barrier()
+    gc.collect()  # modules and autograd hooks form reference cycles: free the wrapper now, not at exit
+    tdist.destroy_process_group()
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the forward pass, or None for fp32."""
+    if device.type != "cuda":
+        if precision in ("fp16", "bf16"):
+            print(f"note: --precision {precision} applies on CUDA only; training in fp32 on {device}")
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[precision]
+
+
+def keep_data_on_device(train_set: TrainSet, device: torch.device, mode: str) -> bool:
+    """Whether the decoded training set goes to the GPU: ``mode`` yes / no / auto (under a quarter of free memory)."""
+    if device.type != "cuda" or mode == "no":
+        return False
+    if mode == "yes":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return train_set.nbytes < 0.25 * free  # leave the rest to the model
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so host timers measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
