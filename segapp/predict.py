@@ -42,6 +42,7 @@ import csv
 import glob
 import io
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -72,6 +73,7 @@ from segapp.labels import FOREGROUND
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import IMAGE_SUFFIXES
+from segapp.training.devices import Dist, leave_distributed, setup_distributed
 from segapp.ui.render import overlay
 
 SLICE_FORMATS = ("png", "overlay", "rle")
@@ -426,45 +428,133 @@ def predict(
         raise PredictError("no image to segment: " + "; ".join(f"{s}: {r}" for s, r in problems))
     summary = PredictSummary(out=out_dir)
     report = _Reporter(summary, log)
-    for source, reason in problems:
-        report.fail(source, reason)
-    if segmenter is None:
-        try:
-            segmenter = Segmenter.from_pretrained(
-                weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px,
-                compile=compile, runtime=runtime,
-            )
-        except (ValueError, OnnxError) as exc:  # option combinations, missing extra
-            raise PredictError(str(exc)) from None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    volume_rows: list[dict[str, Any]] = []
-    names: set[str] = set()
-    if entries:
-        keep = "nifti" in chosen or every
-        kept = _predict_slices(entries, segmenter, chosen, out_dir, summary, report, batch_size=batch_size,
-                               progress=progress, keep=keep)
-        if keep:
-            volume_rows += _case_day_volumes(kept, segmenter, out_dir, report, names)
-    for path in volume_inputs:
-        row = _predict_volume(path, segmenter, chosen, every, out_dir, report, names,
-                              batch_size=batch_size, progress=progress, series=series)
-        if row is not None:
-            volume_rows.append(row)
-    if volume_rows:
-        header = list(volume_rows[0])
-        _write_csv(out_dir / VOLUMES_NAME, header, ([row[k] for k in header] for row in volume_rows))
-        summary.files["volumes"] = str(out_dir / VOLUMES_NAME)
-        summary.volumes = len(volume_rows)
-    summary.seconds = time.perf_counter() - start
+    # Output folder names for every volume, decided before the inputs are shared out, so two
+    # processes can never pick the same name.
+    case_days = {key for key in map(_case_day, entries) if key is not None}
+    taken = set(case_days)
+    names = {path: volume_name(path, taken) for path in volume_inputs}
+    dist, run_device = _join_processes(device)
+    if dist.main:
+        for source, reason in problems:
+            report.fail(source, reason)
+    if dist.world > 1:  # torchrun: each process takes its share of the inputs, each input exactly once
+        entries, volume_inputs = _share(entries, volume_inputs, dist)
+    try:
+        if segmenter is None:
+            try:
+                segmenter = Segmenter.from_pretrained(
+                    weights, device=run_device, max_batch_size=batch_size, min_region_px=min_region_px,
+                    compile=compile, runtime=runtime,
+                )
+            except (ValueError, OnnxError) as exc:  # option combinations, missing extra
+                raise PredictError(str(exc)) from None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        tables = _Tables()
+        if entries:
+            keep = "nifti" in chosen or every
+            kept = _predict_slices(entries, segmenter, chosen, out_dir, tables, report, batch_size=batch_size,
+                                   progress=progress, keep=keep)
+            if keep:
+                tables.volumes += _case_day_volumes(kept, segmenter, out_dir, report)
+        for path in volume_inputs:
+            row = _predict_volume(path, names[path], segmenter, chosen, every, out_dir, report,
+                                  batch_size=batch_size, progress=progress, series=series)
+            if row is not None:
+                tables.volumes.append(row)
+        if dist.world > 1:
+            tables.failed = [list(item) for item in summary.failed]
+            tables = tables.gathered(out_dir, dist)
+            if dist.main:
+                summary.failed = [(source, reason) for source, reason in tables.failed]
+        if dist.main:
+            tables.write(out_dir, chosen, summary)
+        summary.seconds = time.perf_counter() - start
+    finally:
+        leave_distributed(dist, together=sys.exc_info()[0] is None)
     return summary
 
 
+def _join_processes(device: str) -> tuple[Dist, str]:
+    """Under torchrun: join the process group (gloo or NCCL) and take this process's device;
+    a plain run is rank 0 of 1 on ``device``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return Dist(), device
+    dist, run_device = setup_distributed(device)
+    return dist, str(run_device)
+
+
+def _share(entries: list[InputFile], volume_inputs: list[Path], dist: Dist) -> tuple[list[InputFile], list[Path]]:
+    """This process's inputs: units (a case-day's slices together, each other slice, each volume)
+    dealt round-robin in a sorted order every process computes alike."""
+    def unit(entry: InputFile) -> str:
+        return "slices:" + (_case_day(entry) or entry.relative)
+
+    units = sorted({unit(e) for e in entries} | {f"volume:{p.resolve()}" for p in volume_inputs})
+    mine = {u for i, u in enumerate(units) if i % dist.world == dist.rank}
+    return ([e for e in entries if unit(e) in mine], [p for p in volume_inputs if f"volume:{p.resolve()}" in mine])
+
+
+@dataclass
+class _Tables:
+    """The run's CSV rows, written once at the end (by rank 0, from every rank's rows)."""
+
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    submission: list[list[str]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[list[str]] = field(default_factory=list)
+
+    def gathered(self, out_dir: Path, dist: Dist) -> _Tables:
+        """Every rank's rows (on rank 0; others get their own back): each rank writes its rows to
+        a hidden shard file, all wait, rank 0 reads and removes them."""
+        import json
+
+        import torch.distributed as tdist
+
+        shards = out_dir / ".segapp-shards"
+        shards.mkdir(exist_ok=True)
+        write_text_atomic(shards / f"rank{dist.rank}.json", json.dumps(vars(self)))
+        tdist.barrier()
+        if not dist.main:
+            return self
+        merged = _Tables()
+        for rank in range(dist.world):
+            part = json.loads((shards / f"rank{rank}.json").read_text(encoding="utf-8"))
+            for key, rows in part.items():
+                getattr(merged, key).extend(rows)
+        shutil.rmtree(shards, ignore_errors=True)
+        return merged
+
+    def write(self, out_dir: Path, chosen: set[str], summary: PredictSummary) -> None:
+        """The CSVs, sorted so reruns (and any number of processes) give identical files."""
+        if self.stats:
+            self.stats.sort(key=lambda row: row["file"])
+            header = list(self.stats[0])
+            _write_csv(out_dir / STATS_NAME, header, ([row[k] for k in header] for row in self.stats))
+            summary.files["stats"] = str(out_dir / STATS_NAME)
+        if "rle" in chosen:
+            order = {label.name: i for i, label in enumerate(SUBMISSION_CLASSES)}
+            self.submission.sort(key=lambda row: (row[0], order[row[1]]))
+            _write_csv(out_dir / SUBMISSION_NAME, ("id", "class", "predicted"), self.submission)
+            summary.files["submission"] = str(out_dir / SUBMISSION_NAME)
+        if "png" in chosen:
+            summary.files["masks"] = str(out_dir / "masks")
+        if "overlay" in chosen:
+            summary.files["overlays"] = str(out_dir / "overlays")
+        if self.volumes:
+            self.volumes.sort(key=lambda row: row["volume"])
+            header = list(self.volumes[0])
+            _write_csv(out_dir / VOLUMES_NAME, header, ([row[k] for k in header] for row in self.volumes))
+            summary.files["volumes"] = str(out_dir / VOLUMES_NAME)
+        summary.predicted = len(self.stats)
+        summary.volumes = len(self.volumes)
+
+
 def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: set[str], out_dir: Path,
-                    summary: PredictSummary, report: _Reporter, *, batch_size: int, progress: bool,
+                    tables: _Tables, report: _Reporter, *, batch_size: int, progress: bool,
                     keep: bool) -> dict[InputFile, Prediction]:
-    """The slice inputs: masks, overlays, submission rows, stats; returns the predictions of
-    case-day slices when ``keep`` (for their NIfTI volumes)."""
+    """The slice inputs: masks and overlays written, stats and submission rows added to ``tables``;
+    returns the predictions of case-day slices when ``keep`` (for their NIfTI volumes)."""
     if progress:
         from tqdm.auto import tqdm
 
@@ -520,22 +610,8 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
         bar.close()
         report.bar = None
 
-    # Tables, sorted so reruns give identical files
-    stats_rows.sort(key=lambda row: row["file"])
-    if stats_rows:
-        header = list(stats_rows[0])
-        _write_csv(out_dir / STATS_NAME, header, ([row[k] for k in header] for row in stats_rows))
-        summary.files["stats"] = str(out_dir / STATS_NAME)
-    if "rle" in chosen:
-        order = {label.name: i for i, label in enumerate(SUBMISSION_CLASSES)}
-        submission.sort(key=lambda row: (row[0], order[row[1]]))
-        _write_csv(out_dir / SUBMISSION_NAME, ("id", "class", "predicted"), submission)
-        summary.files["submission"] = str(out_dir / SUBMISSION_NAME)
-    if "png" in chosen:
-        summary.files["masks"] = str(out_dir / "masks")
-    if "overlay" in chosen:
-        summary.files["overlays"] = str(out_dir / "overlays")
-    summary.predicted = len(stats_rows)
+    tables.stats += stats_rows
+    tables.submission += [list(row) for row in submission]
     return kept
 
 
@@ -546,8 +622,8 @@ def _case_day(entry: InputFile) -> str | None:
     return f"case{name.case}_day{name.day}"
 
 
-def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, out_dir: Path, report: _Reporter,
-                      names: set[str]) -> list[dict[str, Any]]:
+def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, out_dir: Path,
+                      report: _Reporter) -> list[dict[str, Any]]:
     """NIfTI volumes of the case-days among the slice inputs, from their slice predictions."""
     from segapp.inference.exports import volume_row, write_volume_outputs
     from segapp.inference.volume import VolumePrediction, organ_volumes, remove_small_components
@@ -572,14 +648,13 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, o
         confidence = np.stack([kept[e].confidence for e in ordered]).astype(np.float16)
         prediction = VolumePrediction(labels, confidence, organ_volumes(labels, confidence, volume.spacing_mm),
                                       {}, str(kept[group[0]].device), volume)
-        name = volume_name(Path(key), names)
-        write_volume_outputs(prediction, out_dir / name, ["nifti"], algorithm=None)
-        rows.append(volume_row(name, prediction))
+        write_volume_outputs(prediction, out_dir / key, ["nifti"], algorithm=None)
+        rows.append(volume_row(key, prediction))
     return rows
 
 
-def _predict_volume(path: Path, segmenter: Segmenter, chosen: set[str], every: bool, out_dir: Path,
-                    report: _Reporter, names: set[str], *, batch_size: int, progress: bool,
+def _predict_volume(path: Path, name: str, segmenter: Segmenter, chosen: set[str], every: bool, out_dir: Path,
+                    report: _Reporter, *, batch_size: int, progress: bool,
                     series: str | None) -> dict[str, Any] | None:
     """One volume input: read, segment, write its formats; its volumes.csv row, or None on failure."""
     from segapp.inference.exports import algorithm_of, applicable_formats, volume_row, write_volume_outputs
@@ -606,7 +681,6 @@ def _predict_volume(path: Path, segmenter: Segmenter, chosen: set[str], every: b
     finally:
         if bar is not None:
             bar.close()
-    name = volume_name(path, names)
     algorithm = algorithm_of(segmenter) if {"dicom-seg", "rtstruct"} & set(formats) else None
     try:
         written = write_volume_outputs(prediction, out_dir / name, formats, algorithm=algorithm)
@@ -689,6 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PredictError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for every process
+        return 1 if summary.failed else 0
     outputs = ", ".join(f"{kind}: {path}" for kind, path in summary.files.items())
     done = f"{summary.predicted} slices segmented ({summary.images_per_s:.1f} slices/s)"
     if summary.volumes:

@@ -43,6 +43,9 @@ class SpySegmenter:
         self.batches.append([scan.size for scan in scans])
         return self.segmenter.predict_batch(scans)
 
+    def __getattr__(self, name: str):  # everything else (device, processing, ...) is the segmenter's
+        return getattr(self.segmenter, name)
+
 
 def test_collect_inputs(slices: Path, tmp_path: Path) -> None:
     files, problems = collect_inputs([slices])

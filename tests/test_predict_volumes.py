@@ -123,3 +123,48 @@ def test_case_day_slices_also_become_nifti_volumes(tiny_segmenter, tmp_path: Pat
 def test_format_lists_are_checked() -> None:
     with pytest.raises(SystemExit):
         main(["x", "--out", "y", "--format", "nifti,bogus"])
+
+
+def test_sharing_gives_each_input_to_exactly_one_process(tmp_path: Path) -> None:
+    from segapp.predict import InputFile, _share
+    from segapp.training.devices import Dist
+
+    entries = [InputFile(tmp_path / f"case{c}_day1_slice_{n:04d}_8_8_1.50_1.50.png", f"c{c}n{n}.png")
+               for c in (1, 2, 3) for n in (1, 2, 3)] + [InputFile(tmp_path / f"plain{i}.png", f"plain{i}.png") for i in range(3)]
+    volumes = [tmp_path / f"v{i}" for i in range(3)]
+    shares = [_share(entries, volumes, Dist(rank, 2)) for rank in (0, 1)]
+    got_entries = [e for share in shares for e in share[0]]
+    got_volumes = [v for share in shares for v in share[1]]
+    assert sorted(e.relative for e in got_entries) == sorted(e.relative for e in entries)  # each exactly once
+    assert sorted(got_volumes) == sorted(volumes)
+    assert all(share[0] or share[1] for share in shares)  # both processes get work
+    for share in shares:  # a case-day's slices stay together (its NIfTI volume needs them all)
+        days = {e.path.name.split("_slice")[0] for e in share[0] if e.path.name.startswith("case")}
+        for other in shares:
+            if other is not share:
+                assert not days & {e.path.name.split("_slice")[0] for e in other[0] if e.path.name.startswith("case")}
+
+
+def test_torchrun_two_processes_write_every_output_once(tiny_model_dir: Path, phantom, tmp_path: Path) -> None:
+    from conftest import torchrun_two_cpu
+
+    inputs = tmp_path / "in"
+    for name, orientation in (("a", "standard"), ("b", "transposed"), ("c", "rotated-180")):
+        write_dicom_series(phantom, inputs / name, orientation=orientation)
+    generate_dataset(tmp_path / "raw", train=30, valid=0, seed=3, raw=True, progress=False)
+    scan_folders = sorted(str(p) for p in (tmp_path / "raw").rglob("scans"))[:2]
+    out = tmp_path / "out"
+    result = torchrun_two_cpu("-m", "segapp.predict", *(str(inputs / n) for n in "abc"), *scan_folders,
+                              "--out", str(out), "--format", "png,nifti", "--weights", str(tiny_model_dir),
+                              "--device", "cpu", "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    slices = sum(len(list(Path(f).glob("*.png"))) for f in scan_folders)
+    stats = _rows(out / "stats.csv")
+    assert len(stats) == slices == len({row["file"] for row in stats})  # every slice once
+    volumes = _rows(out / "volumes.csv")
+    case_days = sorted(Path(f).parent.name for f in scan_folders)
+    assert sorted(row["volume"] for row in volumes) == sorted(["a", "b", "c", *case_days])
+    for row in volumes:
+        assert (out / row["volume"] / "segmentation.nii.gz").is_file()
+    assert not (out / ".segapp-shards").exists()
+    assert result.stdout.count("slices segmented") == 1  # rank 0 reports for both

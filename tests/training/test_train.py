@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import torchrun_two_cpu
 from PIL import Image
 
-import segapp
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import read_image
 from segapp.model.processing import ProcessingConfig, normalize, preprocess
@@ -183,35 +179,9 @@ def test_read_mask_accepts_training_masks(phantom_data: Path) -> None:
     assert mask.dtype == np.uint8 and mask.max() <= 3
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Two CPU processes under torchrun, running this checkout's segapp; killed as a group on a hang."""
-    repo = str(Path(segapp.__file__).resolve().parents[1])
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", *args]
-    # Own process group, so a hang cannot leave torchrun's workers running after the test.
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"DDP run did not finish in {timeout} s")
-    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
-
-
 def test_ddp_two_cpu_processes(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    result = _torchrun(
+    result = torchrun_two_cpu(
         "-m", "segapp.train", "--data", str(phantom_data), "--out", str(out), "--base", str(tiny_model_dir),
         "--device", "cpu", "--max-steps", "2", "--no-hausdorff", *TINY_ARGS,
     )
@@ -239,7 +209,7 @@ report.write_text(json.dumps({"status": status, "threads": threads}))
 def test_ddp_training_leaves_no_process_group_threads(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(TEARDOWN_WORKER)
-    result = _torchrun(
+    result = torchrun_two_cpu(
         str(worker), "--data", str(phantom_data), "--out", str(tmp_path / "ddp"), "--base", str(tiny_model_dir),
         "--device", "cpu", "--max-steps", "2", "--no-hausdorff", "--tensorboard", "no", *TINY_ARGS,
     )
