@@ -40,12 +40,27 @@ def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
     padded = np.pad(mask.astype(np.float32), 1)
     contours = []
     for contour in measure.find_contours(padded, 0.5):
-        contour = measure.approximate_polygon(contour - 1.0, tolerance=0.01)  # undo the padding
+        contour = contour - 1.0  # undo the padding
         if np.allclose(contour[0], contour[-1]):
             contour = contour[:-1]
+        contour = _drop_collinear(contour)
         if len(contour) >= 3:
             contours.append(contour)
     return contours
+
+
+def _drop_collinear(polygon: np.ndarray) -> np.ndarray:
+    """A closed polygon (N, 2) without the vertices that lie on the straight line through their
+    neighbours: the same outline, a fraction of the points (marching squares puts a vertex on every
+    pixel edge). Exact, unlike a simplification with a tolerance, which can cut corners of long
+    near-straight edges."""
+    if len(polygon) < 4:
+        return polygon
+    before, after = polygon - np.roll(polygon, 1, axis=0), np.roll(polygon, -1, axis=0) - polygon
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    forward = (before * after).sum(axis=1) > 0
+    keep = ~((np.abs(cross) < 1e-9) & forward)
+    return polygon[keep]
 
 
 def fill_contours(contours: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -162,7 +177,7 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
                 item.ContourImageSequence = Sequence([image])
                 item.ContourGeometricType = "CLOSED_PLANAR"
                 item.NumberOfContourPoints = len(contour)
-                item.ContourData = [f"{v:.4f}" for v in _to_patient(contour, header).reshape(-1)]
+                item.ContourData = _contour_data(_to_patient(contour, header))
                 contour_seq.append(item)
         roi_contour = Dataset()
         roi_contour.ReferencedROINumber = label.id
@@ -193,6 +208,12 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
     with atomic_path(destination, suffix=".dcm") as temp:
         ds.save_as(temp, enforce_file_format=True, implicit_vr=True, little_endian=True)
     return destination
+
+
+def _contour_data(points: np.ndarray) -> str:
+    """ContourData as one backslash-separated DS string, 4 decimals (0.1 µm), each value within
+    DS's 16 characters."""
+    return "\\".join(f"{v:.4f}" for v in points.reshape(-1))
 
 
 def read_rtstruct_labels(path: str | Path, volume: ScanVolume) -> np.ndarray:
