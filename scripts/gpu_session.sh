@@ -9,6 +9,9 @@
 #   STAGE=scratch:  first remake the bundled weights from random initialisation
 # The device machine has no Gradio, so the web and start-up parts of segapp.bench are skipped;
 # without scipy there, the small-region clean-up is switched off for the benchmark (noted).
+# Part 6 (a whole DICOM series in and out) needs pydicom, nibabel and highdicom, which that machine
+# lacks: carry their wheels (.whl, see the device README) and install them first, or the part says
+# it is skipped.
 set -u
 OUT=${OUT:-./gpu-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1

@@ -6,6 +6,7 @@ The parts live in :mod:`segapp.bench.inference` (1, 2), :mod:`segapp.bench.web` 
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,10 @@ def run_benchmarks(options: BenchOptions, echo: Callable[[str], None] = _say) ->
             echo(report.onnx(results["onnx"]))
 
     # 6 (before the web and training parts: the model is warm). A whole DICOM series in and out
-    if "volume" not in options.skip:
+    missing = [name for name in ("pydicom", "nibabel", "highdicom") if importlib.util.find_spec(name) is None]
+    if "volume" not in options.skip and missing:
+        echo(f"6. volume: skipped, needs {', '.join(missing)} (pip install -r requirements.txt)")
+    elif "volume" not in options.skip:
         from segapp.bench.volume import bench_volume
 
         results["volume"] = bench_volume(segmenter, slices=24 if quick else 144, repeats=1 if quick else 3)

@@ -24,7 +24,7 @@ def _quick(weights: Path, skip: str, **options: str) -> tuple[dict, list[str]]:
 
 
 def test_bench_quick_figures_and_lines(tiny_model_dir: Path) -> None:
-    result, lines = _quick(tiny_model_dir, "training,web,startup")
+    result, lines = _quick(tiny_model_dir, "training,web,startup,volume")
     assert result["device"] == "cpu" and "web" not in result
     latency = result["latency"]
     for key in ("segapp_ms", "transformers_recipe_ms", "notebook_ms"):
@@ -44,7 +44,7 @@ def test_bench_quick_figures_and_lines(tiny_model_dir: Path) -> None:
 def test_bench_command_prints_and_writes_the_figures(tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """``python -m segapp.bench`` (run in this process): a line per part, then the JSON that --json also writes."""
     out = tmp_path / "bench.json"
-    argv = ["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "training,web,startup",
+    argv = ["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "training,web,startup,volume",
             "--json", str(out)]
     monkeypatch.setattr(sys, "argv", ["python -m segapp.bench", *argv])
     monkeypatch.delitem(sys.modules, "segapp.bench.__main__", raising=False)  # runpy runs it afresh
@@ -64,7 +64,7 @@ def test_bench_compiled_section(tiny_model_dir: Path, monkeypatch) -> None:
     import torch
 
     monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)
-    result, lines = _quick(tiny_model_dir, "training,web,startup", compile="reduce-overhead")
+    result, lines = _quick(tiny_model_dir, "training,web,startup,volume", compile="reduce-overhead")
     compiled = result["compiled"]
     assert compiled["mode"] == "reduce-overhead" and compiled["batch"] == 4
     assert compiled["compiled_ms"] > 0 and compiled["compiled_batch_slices_per_s"] > 0
@@ -89,3 +89,18 @@ def test_training_bench_compares_both_pipelines(phantom_data: Path, tiny_model_d
     assert result["ratio"] == result["segapp_images_per_s"] / result["plain_images_per_s"]
     assert result["peak_gpu_memory_mib"] is None and result["precision"] == "fp32" and result["compile"] == "off"
     json.dumps(result)
+
+
+def test_bench_volume_part(tiny_model_dir: Path) -> None:
+    """Part 6: a DICOM series read, segmented and written in every volume format, each stage timed."""
+    from segapp.bench.volume import bench_volume
+    from segapp.inference.segmenter import Segmenter
+
+    result = bench_volume(Segmenter.from_pretrained(tiny_model_dir, device="cpu"), slices=3, repeats=1)
+    stages = ("read", "model", "nifti", "dicom_seg", "rtstruct")
+    assert result["slices"] == 3 and all(result[f"{s}_ms"] > 0 for s in stages)
+    assert result["total_ms"] == pytest.approx(sum(result[f"{s}_ms"] for s in stages))
+    assert result["non_model_share"] == pytest.approx((result["total_ms"] - result["model_ms"]) / result["model_ms"])
+    from segapp.bench import report
+
+    assert report.volume(result).startswith("6. volume (3 slices of 266 x 266, DICOM in): read ")

@@ -145,7 +145,7 @@ def test_bench_onnx_section(onnx_segmenter: Segmenter, tiny_model_dir: Path, tmp
     from segapp.bench.__main__ import main as bench_main
 
     out = tmp_path / "bench.json"
-    assert bench_main(["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "web,training,startup",
+    assert bench_main(["--quick", "--device", "cpu", "--weights", str(tiny_model_dir), "--skip", "web,training,startup,volume",
                        "--runtime", "onnx", "--json", str(out)]) == 0
     onnx = json.loads(out.read_text())["onnx"]
     assert onnx["onnx_ms"] > 0 and onnx["torch_ms"] > 0 and onnx["speedup"] == onnx["torch_ms"] / onnx["onnx_ms"]
