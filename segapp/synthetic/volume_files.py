@@ -238,3 +238,70 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
         write_label_nifti(volume.labels, read_volume(out / name), out / f"{name}_labels.nii.gz")
         written.append(out / name)
     return written
+
+
+def write_enhanced_mr(volume: PhantomVolume, path: str | Path, *, orientation: str = "standard",
+                      frame_order: list[int] | None = None, seed: int = 0) -> Path:
+    """Write ``volume`` as one enhanced (multi-frame) MR file: orientation and pixel spacing in the
+    shared functional groups, each frame's position in its own.
+
+    Args:
+        volume: The phantom volume.
+        path: Destination file.
+        orientation: One of :data:`ORIENTATIONS`.
+        frame_order: Display slice index of each stored frame (default feet first); readers must
+            sort by position, not by frame number.
+        seed: Makes the UIDs deterministic.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    how = ORIENTATIONS[orientation]
+    order = list(range(volume.image16.shape[0])) if frame_order is None else list(frame_order)
+    prefix = f"enhanced-{seed}-{volume.case}-{volume.day}-{orientation}"
+    ds = Dataset()
+    ds.PatientName, ds.PatientID = f"Phantom^Case{volume.case}", f"PH{volume.case:05d}"
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[prefix, "study"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[prefix, "series"])
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[prefix, "frame"])
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[prefix, "image"])
+    ds.Modality, ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = "MR", "T2 AX enhanced (phantom)", 4, 1
+    iop = None
+    per_frame = Sequence()
+    planes = []
+    for k in order:
+        plane = _stored(volume.image16[k], how)
+        iop, ipp, spacing = _plane_geometry(volume.image16.shape[1:], volume.spacing_mm[1:], how,
+                                            k * volume.spacing_mm[0])
+        position = Dataset()
+        position.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
+        group = Dataset()
+        group.PlanePositionSequence = Sequence([position])
+        per_frame.append(group)
+        planes.append(plane)
+    orientation_item = Dataset()
+    orientation_item.ImageOrientationPatient = [f"{v:.6f}" for v in iop or []]
+    measures = Dataset()
+    measures.PixelSpacing = [f"{v:.4f}" for v in spacing]
+    measures.SliceThickness = f"{volume.spacing_mm[0]:.2f}"
+    shared = Dataset()
+    shared.PlaneOrientationSequence = Sequence([orientation_item])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.NumberOfFrames = len(planes)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = int(planes[0].shape[0]), int(planes[0].shape[1])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.stack(planes).astype("<u2").tobytes()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(destination, ds, enforce_file_format=True)
+    return destination

@@ -79,3 +79,19 @@ def test_phantom_command_writes_volumes(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in (tmp_path / "n").iterdir()) == ["case1_day0_image.nii.gz", "case1_day0_labels.nii.gz"]
     assert main(["--out", str(tmp_path / "n"), "--format", "nifti", "--cases", "1"]) == 2  # not empty
     assert "wrote 2 phantom volume(s) as dicom" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("orientation", ["standard", "transposed-flip-rows"])
+def test_an_enhanced_multi_frame_file_reads_like_the_series(volume, tmp_path: Path, orientation: str) -> None:
+    from segapp.synthetic.volume_files import write_enhanced_mr
+
+    path = write_enhanced_mr(volume, tmp_path / "enhanced.dcm", orientation=orientation, frame_order=[3, 0, 4, 1, 2])
+    scan = read_volume(path)
+    assert np.array_equal(scan.voxels, volume.image16) and scan.description["multi_frame"] is True
+    assert scan.spacing_mm == pytest.approx(volume.spacing_mm)
+    # DICOM outputs need one source image per frame: refused clearly for now.
+    from segapp.io.dicom_seg import Algorithm, write_dicom_seg
+    from segapp.io.volume import InvalidVolumeError
+
+    with pytest.raises(InvalidVolumeError, match="enhanced multi-frame"):
+        write_dicom_seg(volume.labels, scan, tmp_path / "seg.dcm", algorithm=Algorithm("m", "0", "0"))
