@@ -360,3 +360,13 @@ def test_plane_names() -> None:
 def test_a_missing_source_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidVolumeError, match="does not exist"):
         read_volume(tmp_path / "nothing")
+
+
+def test_undecodable_pixel_data_names_the_package(monkeypatch) -> None:
+    """A compressed series without its decoder: the message says what to install."""
+    def no_decoder(self):
+        raise RuntimeError("Unable to decode the pixel data: no plugin is available for this transfer syntax")
+
+    monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(no_decoder))
+    with pytest.raises(InvalidVolumeError, match=r"cannot decode \(JPEG 2000: pip install pylibjpeg pylibjpeg-openjpeg\)"):
+        read_volume(get_testdata_file("MR_small_jp2klossless.dcm"))
