@@ -64,6 +64,7 @@ from segapp.cli import (
 )
 from segapp.inference.exports import VOLUME_FORMATS
 from segapp.inference.segmenter import Prediction, Segmenter
+from segapp.io.dicom import has_dicom_magic
 from segapp.io.files import write_text_atomic
 from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.io.naming import parse_slice_name, slice_id
@@ -293,26 +294,22 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
 
 
 def is_volume_source(path: Path) -> bool:
-    """Whether an input is read as a volume: a NIfTI file, a zip, a DICOM file, or a folder
-    holding DICOM files (folders of slice images stay slice inputs)."""
+    """Whether an input is read as a volume: a NIfTI file, a zip, a DICOM file, or a folder of
+    DICOM files. A folder holding slice images stays a folder of slices (a stray DICOM file in
+    it is skipped, as any other file that is not an image)."""
     if path.is_file():
         name = path.name.lower()
-        return name.endswith((".nii", ".nii.gz", ".zip")) or _is_dicom(path)
+        return name.endswith((".nii", ".nii.gz", ".zip")) or has_dicom_magic(path)
     if path.is_dir():
+        found_dicom = False
         for index, candidate in enumerate(p for p in path.rglob("*") if p.is_file()):
-            if _is_dicom(candidate):
-                return True
-            if index >= 200:  # a slice folder: do not read every file's header
+            if _is_image(candidate):
                 return False
+            found_dicom = found_dicom or has_dicom_magic(candidate)
+            if found_dicom and index >= 200:  # enough seen: a DICOM folder, not every header read
+                break
+        return found_dicom
     return False
-
-
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
 
 
 def volume_name(path: Path, taken: set[str]) -> str:

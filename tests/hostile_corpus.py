@@ -55,6 +55,8 @@ class HostileFile:
         tolerance: Largest mean absolute difference to ``expected`` allowed (lossy formats).
         note: Regex one of the reader's notes must match, or None.
         description: What the file is, for reports.
+        predict_error: Regex for ``python -m segapp.predict``'s refusal where it differs: predict
+            reads DICOM, zip and NIfTI files as volumes (the slice reader refuses them as slices).
     """
 
     key: str
@@ -65,6 +67,7 @@ class HostileFile:
     tolerance: float = 0.0
     note: str | None = None
     description: str = ""
+    predict_error: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -249,8 +252,8 @@ def hostile_corpus(*, seed: int = 0, max_pixels: int = 50_000_000) -> list[Hosti
     def ok(key, filename, data, expected, *, tolerance=0.0, note=None, description=""):
         files.append(HostileFile(key, filename, data, expected, None, tolerance, note, description))
 
-    def bad(key, filename, data, error, description=""):
-        files.append(HostileFile(key, filename, data, None, error, 0.0, None, description))
+    def bad(key, filename, data, error, description="", predict_error=None):
+        files.append(HostileFile(key, filename, data, None, error, 0.0, None, description, predict_error))
 
     png8 = _encode(Image.fromarray(gray), "PNG")
     jpeg = _encode(Image.fromarray(gray), "JPEG", quality=95)
@@ -272,11 +275,13 @@ def hostile_corpus(*, seed: int = 0, max_pixels: int = 50_000_000) -> list[Hosti
         "SVG renamed .png",
     )
     bad("pdf", "report.png", b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n", r"PDF", "PDF renamed .png")
-    bad("dicom_like", "IM_0001.dcm", _dicom_like(raw), r"DICOM.*Export the slice as PNG", "DICOM-like file")
+    bad("dicom_like", "IM_0001.dcm", _dicom_like(raw), r"DICOM.*Export the slice as PNG", "DICOM-like file",
+        predict_error=r"no DICOM image series \(skipped: 1 damaged or incomplete DICOM file\)")
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as archive:
         archive.writestr(SLICE_NAME, png8)
-    bad("zip", "slices.zip", zipped.getvalue(), r"ZIP archive", "zip holding a PNG")
+    bad("zip", "slices.zip", zipped.getvalue(), r"ZIP archive", "zip holding a PNG",
+        predict_error=r"ZIP archive holds no DICOM image series.*PNG slices are read unzipped")
     bad("zip_as_png", "zipped.png", zipped.getvalue(), r"ZIP archive", "zip renamed .png")
     bad(
         "gzip_nifti",
@@ -284,6 +289,7 @@ def hostile_corpus(*, seed: int = 0, max_pixels: int = 50_000_000) -> list[Hosti
         gzip.compress(b"\x5c\x01\x00\x00" + b"\x00" * 344, mtime=0),
         r"gzip",
         "gzip-compressed NIfTI-like volume",
+        predict_error=r"not a readable NIfTI image",
     )
     npy = io.BytesIO()
     np.save(npy, raw)

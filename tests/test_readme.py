@@ -103,11 +103,11 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_readme_has_the_blocks_this_file_runs() -> None:
     # A renamed fence or a dropped block would otherwise pass unnoticed.
-    assert {_block_id(b) for b in PYTHON_BLOCKS} == {"gradio_client", "Segmenter"}
+    assert {_block_id(b) for b in PYTHON_BLOCKS} == {"gradio_client", "Segmenter", "read_volume"}
     assert {"segapp.predict", "segapp.train", "segapp.evaluate"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("block", [b for b in PYTHON_BLOCKS if "gradio_client" not in b], ids=_block_id)
+@pytest.mark.parametrize("block", [b for b in PYTHON_BLOCKS if _block_id(b) == "Segmenter"], ids=_block_id)
 def test_python_block_runs_on_the_bundled_weights(block: str, slices_cwd: Path) -> None:
     # The block's last line is a call on ``paths``, the reader's own list of slices.
     paths = sorted(str(p) for p in slices_cwd.glob("*.png"))
@@ -120,6 +120,23 @@ def test_python_block_runs_on_the_bundled_weights(block: str, slices_cwd: Path) 
     # The example holds organs; the demonstration weights find some, with areas in mm² from the name.
     found = [stats for stats in prediction.stats.values() if stats.pixels]
     assert found and all(stats.area_mm2 is not None for stats in found)
+
+
+def test_volume_block_runs_on_a_dicom_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Volumes section's block, on a small phantom DICOM series at the name it reads."""
+    from segapp.synthetic.volume import phantom_volume
+    from segapp.synthetic.volume_files import write_dicom_series
+
+    (block,) = [b for b in PYTHON_BLOCKS if _block_id(b) == "read_volume"]
+    monkeypatch.chdir(tmp_path)
+    phantom = phantom_volume(2, 5, 0, first=66, count=4)
+    write_dicom_series(phantom, tmp_path / "dicom_series", orientation="rotated-180", reverse=True)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    result: Any = namespace["result"]
+    assert result.labels.shape == phantom.labels.shape
+    assert set(result.organs) == {"stomach", "small_bowel", "large_bowel"}
+    assert any(organ.volume_ml > 0 for organ in result.organs.values())  # the demonstration weights find organs
 
 
 # Slow: a second process loading the B0 weights (about 20 s on 2 busy cores). The same /segment

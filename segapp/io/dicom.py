@@ -90,10 +90,11 @@ def read_dicom_series(
     Raises:
         InvalidVolumeError: See the module docstring's policies.
     """
+    is_zip = isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source)
     with _files_of(source) as paths:
         by_series, skipped = _scan_headers(paths)
         if not by_series:
-            raise InvalidVolumeError(_nothing_found(skipped))
+            raise InvalidVolumeError(_nothing_found(skipped, is_zip=is_zip))
         chosen = _pick_series(by_series, series)
         slices = sorted(chosen, key=lambda s: float(np.dot(s.position, _normal(s.orientation))))
         _check_consistent(slices)
@@ -192,7 +193,8 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=_bare_dataset(path))
             ds.SOPClassUID  # noqa: B018 - a forced read of a non-DICOM file has none
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
-            skipped["not DICOM"] = skipped.get("not DICOM", 0) + 1
+            reason = "damaged or incomplete DICOM file" if has_dicom_magic(path) else "not DICOM"
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         reason = _non_image_reason(ds)
         if reason:
@@ -207,6 +209,15 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
             continue
         by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).extend(frames)
     return by_series, skipped
+
+
+def has_dicom_magic(path: Path) -> bool:
+    """The 128-byte preamble and "DICM": a DICOM file, however damaged."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _bare_dataset(path: Path) -> bool:
@@ -275,11 +286,13 @@ def _normal(orientation: np.ndarray) -> np.ndarray:
     return normal / np.linalg.norm(normal)
 
 
-def _nothing_found(skipped: dict[str, int]) -> str:
+def _nothing_found(skipped: dict[str, int], *, is_zip: bool) -> str:
+    where = "The ZIP archive holds" if is_zip else "The files hold"
     if not skipped:
-        return "No files were found. Send a folder or zip of one DICOM series, or a NIfTI file."
+        return f"{where} no files. Send a folder or zip of one DICOM series, or a NIfTI file."
     counts = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
-    return f"No DICOM image series was found (skipped: {counts}). Send the image series itself."
+    advice = " (PNG slices are read unzipped)" if is_zip else ""
+    return f"{where} no DICOM image series (skipped: {counts}). Send the image series itself{advice}."
 
 
 def _series_line(uid_index: int, frames: list[_Slice]) -> str:
