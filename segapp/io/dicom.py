@@ -193,8 +193,8 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=_bare_dataset(path))
             ds.SOPClassUID  # noqa: B018 - a forced read of a non-DICOM file has none
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
-            reason = "damaged or incomplete DICOM file" if has_dicom_magic(path) else "not DICOM"
-            skipped[reason] = skipped.get(reason, 0) + 1
+            unreadable = "damaged or incomplete DICOM file" if has_dicom_magic(path) else "not DICOM"
+            skipped[unreadable] = skipped.get(unreadable, 0) + 1
             continue
         reason = _non_image_reason(ds)
         if reason:
