@@ -370,3 +370,17 @@ def test_undecodable_pixel_data_names_the_package(monkeypatch) -> None:
     monkeypatch.setattr(pydicom.Dataset, "pixel_array", property(no_decoder))
     with pytest.raises(InvalidVolumeError, match=r"cannot decode \(JPEG 2000: pip install pylibjpeg pylibjpeg-openjpeg\)"):
         read_volume(get_testdata_file("MR_small_jp2klossless.dcm"))
+
+
+def test_jpeg_lossless_decodes(tmp_path: Path) -> None:
+    """JPEG Lossless (process 14, the archives' usual lossless format) decodes through pylibjpeg:
+    pydicom's only such file is a colour secondary capture, which decodes and is then refused as
+    not grayscale, once it is given the geometry of an axial slice."""
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))
+    assert str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.70"
+    assert ds.pixel_array.shape == (100, 100, 3)
+    ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, 0], [1, 0, 0, 0, 1, 0], [1, 1]
+    ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "colour.dcm")
+    with pytest.raises(InvalidVolumeError, match="not a grayscale image"):
+        read_volume(tmp_path / "colour.dcm")
