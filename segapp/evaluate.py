@@ -89,6 +89,28 @@ def per_slice_results(
     return rows
 
 
+def _loaded(segmenter: Segmenter | None, weights: str, *, device: str, batch_size: int,
+            min_region_px: int | None, runtime: str) -> tuple[Segmenter, str | None]:
+    """The segmenter to score and what the JSON names as its weights (None for a given one)."""
+    if segmenter is not None:
+        return segmenter, None
+    loaded = Segmenter.from_pretrained(
+        weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
+    )
+    return loaded, str(weights)
+
+
+def _describe_run(result: dict[str, Any], segmenter: Segmenter, source: str | None) -> None:
+    """Add the organ means of each per-class metric and what ran (weights, device, runtime, clean-up)."""
+    result["mean_foreground"] = {
+        key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
+        for key in PER_CLASS_METRICS
+        if key in result
+    }
+    result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
+                  min_region_px=segmenter.processing.min_region_px)
+
+
 def evaluate(
     data: str | Path,
     *,
@@ -133,12 +155,8 @@ def evaluate(
         segapp.ModelLoadError: The weights cannot be loaded.
     """
     valid = load_valid_set(data, progress=progress)
-    source: str | None = None  # what the JSON names as the weights; unknown for a given segmenter
-    if segmenter is None:
-        segmenter = Segmenter.from_pretrained(
-            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
-        )
-        source = str(weights)
+    segmenter, source = _loaded(segmenter, weights, device=device, batch_size=batch_size,
+                                min_region_px=min_region_px, runtime=runtime)
     # Predict once: the dataset metrics, the per-slice rows and the 3D volumes all score these masks.
     start = time.perf_counter()
     preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress)
@@ -146,13 +164,7 @@ def evaluate(
     result = score_slices(preds, valid.masks, spacings, hausdorff=hausdorff)
     # Model and 2D metrics, the same figure training-time validation reports.
     result["images_per_s"] = len(preds) / max(time.perf_counter() - start, 1e-9)
-    result["mean_foreground"] = {
-        key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
-        for key in PER_CLASS_METRICS
-        if key in result
-    }
-    result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
-                  min_region_px=segmenter.processing.min_region_px)
+    _describe_run(result, segmenter, source)
     if not competition:
         result["competition"] = {"skipped": "not asked for"}
     elif not hausdorff:
@@ -223,12 +235,8 @@ def evaluate_volumes(
     if not pairs:
         raise DataError(f"{data} holds no image/label NIfTI pairs (NAME_image.nii.gz + NAME_labels.nii.gz, "
                         "or imagesTr/ + labelsTr/) and no images/ + masks/ split")
-    source: str | None = None
-    if segmenter is None:
-        segmenter = Segmenter.from_pretrained(
-            weights, device=device, max_batch_size=batch_size, min_region_px=min_region_px, runtime=runtime
-        )
-        source = str(weights)
+    segmenter, source = _loaded(segmenter, weights, device=device, batch_size=batch_size,
+                                min_region_px=min_region_px, runtime=runtime)
     per_volume, preds, trues, spacings = [], [], [], []
     start = time.perf_counter()
     for name, image_path, labels_path in pairs:
@@ -249,15 +257,9 @@ def evaluate_volumes(
         spacings += [(scan.spacing_mm[1], scan.spacing_mm[2])] * pred.shape[0]
     result = score_slices(preds, trues, spacings, hausdorff=hausdorff)
     result["images_per_s"] = len(preds) / max(time.perf_counter() - start, 1e-9)
-    result["mean_foreground"] = {
-        key: float(np.mean([result[key][label.name] for label in FOREGROUND]))
-        for key in PER_CLASS_METRICS
-        if key in result
-    }
+    _describe_run(result, segmenter, source)
     result["volumes_3d"] = {**mean_over_volumes(per_volume), "per_volume": per_volume}
     result["competition"] = {"skipped": "the competition score needs competition-named slices"}
-    result.update(weights=source, device=str(segmenter.device), runtime=getattr(segmenter, "runtime", "torch"),
-                  min_region_px=segmenter.processing.min_region_px)
     return result
 
 
