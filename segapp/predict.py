@@ -418,8 +418,9 @@ def predict(
     if batch_size < 1:
         raise PredictError(f"batch size must be at least 1, got {batch_size}")
     out_dir = Path(out)
-    volume_inputs = [Path(os.fspath(i)) for i in inputs if is_volume_source(Path(os.fspath(i)))]
-    slice_inputs = [i for i in inputs if not is_volume_source(Path(os.fspath(i)))]
+    is_volume = [is_volume_source(Path(os.fspath(i))) for i in inputs]  # reads headers: once per input
+    volume_inputs = [Path(os.fspath(i)) for i, volume in zip(inputs, is_volume) if volume]
+    slice_inputs = [i for i, volume in zip(inputs, is_volume) if not volume]
     entries, problems = collect_inputs(slice_inputs, exclude=out_dir) if slice_inputs else ([], [])
     if not entries and not volume_inputs:
         raise PredictError("no image to segment: " + "; ".join(f"{s}: {r}" for s, r in problems))
