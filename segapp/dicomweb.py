@@ -188,7 +188,8 @@ def _store(pacs: Pacs, study: str, files: dict[str, Path]) -> dict[str, str]:
     if not outcome.ok:
         stored = [STORE_NAMES[k] for k, ds in datasets.items() if str(ds.SOPInstanceUID) in outcome.stored]
         failed = [STORE_NAMES[k] for k, ds in datasets.items() if str(ds.SOPInstanceUID) in outcome.failed]
-        raise PacsError(f"the server refused the {' and the '.join(failed)}; stored: "
+        cause = f"{outcome.reason}; " if outcome.reason else ""
+        raise PacsError(f"{cause}the server refused the {' and the '.join(failed)}; stored: "
                         f"{', '.join(stored) if stored else 'nothing'}")
     return {kind: str(ds.SeriesInstanceUID) for kind, ds in datasets.items()}
 

@@ -344,6 +344,26 @@ def test_a_stow_answer_with_a_failure_says_which_object_was_stored(tmp_path: Pat
         dicomweb._store(HalfTaking(), "1", files)  # type: ignore[arg-type]
 
 
+def test_a_store_cut_after_the_seg_says_plainly_that_only_the_seg_was_stored(
+        orthanc: Orthanc, tiny_segmenter, tmp_path: Path, monkeypatch) -> None:
+    from dicomweb_client import DICOMwebClient
+
+    files, header = phantom_series(tmp_path / "series", seed=15, count=3)
+    orthanc.upload(files)
+    real = DICOMwebClient.store_instances
+
+    def seg_then_cut(self, datasets, study_instance_uid=None):
+        real(self, datasets[:1], study_instance_uid=study_instance_uid)
+        raise requests.exceptions.ConnectionError("connection reset")
+
+    monkeypatch.setattr(DICOMwebClient, "store_instances", seg_then_cut)
+    with pytest.raises(PacsError, match="refused the RTSTRUCT; stored: DICOM-SEG"):
+        dicomweb.segment_series(orthanc.dicomweb, study=str(header.StudyInstanceUID), segmenter=tiny_segmenter,
+                                retry=FAST, log=lambda _: None)
+    study = str(header.StudyInstanceUID)
+    assert len(orthanc.series_of(study, "SEG")) == 1 and orthanc.series_of(study, "RTSTRUCT") == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Watching
 

@@ -83,10 +83,12 @@ class SeriesInfo:
 
 @dataclass(frozen=True)
 class StoreOutcome:
-    """What a STOW-RS answer says about each object sent (SOPInstanceUID -> stored or not)."""
+    """What a STOW-RS answer says about each object sent (SOPInstanceUIDs stored and not), and
+    the failed request's message when the server was asked afterwards what it holds."""
 
     stored: tuple[str, ...]
     failed: tuple[str, ...]
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -251,8 +253,8 @@ class Pacs:
         """Store ``datasets`` in ``study`` in one STOW-RS request (the server takes them together).
 
         Retrying is safe: a repeat of the same SOPInstanceUIDs replaces, it does not duplicate.
-        On a failed request the server is asked which of the objects it holds, so the outcome
-        says exactly what was stored.
+        On a failed request the server is asked which of the objects it holds: none (or no
+        answer) raises :class:`PacsError`, some gives the outcome with the request's message.
         """
         uids = [str(ds.SOPInstanceUID) for ds in datasets]
         try:
@@ -262,10 +264,12 @@ class Pacs:
             try:
                 held = self.stored_uids(study, uids)
             except PacsError:
-                raise exc from None
+                raise PacsError(f"{exc}; whether anything was stored could not be checked",
+                                transient=exc.transient) from None
             if not held:
-                raise
-            raise PacsError(f"{exc}; the server nevertheless holds {len(held)} of the {len(uids)} objects") from None
+                raise PacsError(f"{exc}; nothing was stored", transient=exc.transient) from None
+            # The request failed, yet part of it landed: say which, through the outcome.
+            return StoreOutcome(stored=tuple(held), failed=tuple(u for u in uids if u not in held), reason=str(exc))
         return stow_outcome(answer, uids)
 
     def stored_uids(self, study: str, uids: Sequence[str]) -> list[str]:
