@@ -20,7 +20,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 # tag such as cu126 to match an older driver.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_VARIANT=cpu
-ARG PINNED="transformers==5.24.0 safetensors==0.8.0 pillow==12.3.0 numpy==2.4.6 huggingface_hub==2.4.0 tqdm==4.70.1 scipy==1.17.1 pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-libjpeg==2.5.0 pylibjpeg-openjpeg==2.6.0 nibabel==5.4.2 highdicom==0.28.2 scikit-image==0.26.0"
+ARG PINNED="transformers==5.24.0 safetensors==0.8.0 pillow==12.3.0 numpy==2.4.6 huggingface_hub==2.4.0 tqdm==4.70.1 scipy==1.17.1 pydicom==3.0.2 pylibjpeg==2.1.0 pylibjpeg-libjpeg==2.5.0 pylibjpeg-openjpeg==2.6.0 nibabel==5.4.2 highdicom==0.28.2 scikit-image==0.26.0 dicomweb-client==0.61.2"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
