@@ -10,6 +10,24 @@ import pytest
 VOLUME_SLICES = 6
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Playwright) launched as the benchmark does; a skip where there is none."""
+    from segapp.bench.browser import CHROMIUM_ARGS, find_chromium
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed")
+    with sync_api.sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Exception as exc:  # a broken browser install is a skip, not a failure
+            pytest.skip(f"Chromium does not start: {exc}")
+        yield chromium
+        chromium.close()
+
+
 def zip_folder(folder: Path, archive: Path) -> Path:
     """``archive`` holding every file under ``folder`` (paths relative to it)."""
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as out:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from segapp.bench.browser import CHROMIUM_ARGS, find_chromium, open_volume, percentile, time_slice_steps
+from segapp.bench.browser import open_volume, percentile, time_slice_steps
 from segapp.ui import build_demo, launch_options
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -34,20 +34,6 @@ def page_url(tiny_segmenter):
         yield url
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("Chromium is not installed")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:  # a broken browser install is a skip, not a failure
-            pytest.skip(f"Chromium does not start: {exc}")
-        yield chromium
-        chromium.close()
 
 
 def _slice(page) -> int:
