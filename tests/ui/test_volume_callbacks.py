@@ -157,3 +157,4 @@ def test_the_page_has_a_volume_tab(tiny_segmenter) -> None:
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     assert {"volume-tab", "vol-upload", "vol-folder", "vol-slice", "vol-views", "vol-mesh",
             "vol-download-seg", "slice-tab", "upload"} <= ids
+
