@@ -129,3 +129,93 @@ def _rounds(
     if base:
         result["baseline_ms"] = statistics.median(base)
     return result
+
+
+# ---------------------------------------------------------------------------
+# The volume tab
+
+# In the page: press `key` `count` times; for each press, the milliseconds until the planes show
+# a new slice number and its axial image has decoded, plus one animation frame (it is painted).
+# Presses are `gap` ms apart, as a person scrolling, so each step meets a page that has caught up.
+_STEP_JS = """
+async ({key, count, gap}) => {
+  const views = () => document.querySelector('#vol-views .vol-views');
+  const times = [];
+  for (let n = 0; n < count; n++) {
+    const before = views().dataset.slice;
+    const start = performance.now();
+    document.body.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true}));
+    while (!views() || views().dataset.slice === before) {
+      await new Promise(r => setTimeout(r, 1));
+      if (performance.now() - start > 10000) throw new Error('the slice did not change');
+    }
+    const img = views().querySelector('.vol-axial img');
+    await img.decode();
+    await new Promise(r => requestAnimationFrame(() => r()));
+    times.push(performance.now() - start);
+    await new Promise(r => setTimeout(r, gap));
+  }
+  return times;
+}
+"""
+
+
+def open_volume(page: Any, url: str, archive: str | Path) -> float:
+    """Load the page, open the volume tab, upload ``archive`` and segment it.
+
+    Returns:
+        Milliseconds from pressing "Segment volume" to the planes of the result in the page
+        (the upload itself is not counted: it depends on the network).
+    """
+    page.goto(url)
+    page.get_by_role("tab", name="Volume").click()
+    page.locator("#vol-upload input[type=file]").set_input_files(str(archive))
+    page.locator("#vol-card", has_text="Ready").wait_for()
+    start = time.perf_counter()
+    page.click("#vol-submit")
+    page.locator("#vol-views .vol-views[data-slices]").wait_for(timeout=600_000)
+    return (time.perf_counter() - start) * 1000
+
+
+def time_slice_steps(page: Any, key: str = "ArrowUp", count: int = 40, gap_ms: int = 150) -> list[float]:
+    """Milliseconds per slice step by the keyboard, measured in the page (see ``_STEP_JS``)."""
+    return [float(t) for t in page.evaluate(_STEP_JS, {"key": key, "count": count, "gap": gap_ms})]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linear between ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def bench_volume_page(url: str, archive: str | Path, *, steps: int = 60, browser: Any = None) -> dict[str, Any]:
+    """Upload-to-result time of ``archive`` and the keyboard slice-step latency (p50, p95, max),
+    in the volume tab of the page at ``url``; ``steps`` up then ``steps`` down from the middle."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        executable = find_chromium()
+        if executable is None:
+            raise RuntimeError("no Chromium on PATH")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                return bench_volume_page(url, archive, steps=steps, browser=chromium)
+            finally:
+                chromium.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.set_default_timeout(TIMEOUT_MS)
+        result_ms = open_volume(page, url, archive)
+        page.locator("#vol-slice input[type=number]").fill("1")
+        page.locator("#vol-slice input[type=number]").press("Enter")
+        page.wait_for_function("document.querySelector('#vol-views .vol-views').dataset.slice === '1'")
+        time.sleep(SETTLE_S)
+        times = time_slice_steps(page, "ArrowUp", steps) + time_slice_steps(page, "ArrowDown", steps)
+    finally:
+        page.close()
+    return {"volume_result_ms": result_ms, "step_ms_p50": percentile(times, 50),
+            "step_ms_p95": percentile(times, 95), "step_ms_max": max(times), "steps": len(times)}

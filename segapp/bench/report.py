@@ -69,10 +69,18 @@ def page(figures: dict[str, Any]) -> str:
     if not figures["page"]:
         return f"3b. the page in Chromium: skipped, {figures['page_skipped']}"
     timed = figures["page"]
-    return (
+    line = (
         f"3b. the page in Chromium: Submit to overlay shown {timed['page_submit_ms']:.1f} ms vs predict "
         f"{timed['baseline_ms']:.1f} ms (overhead {100 * timed['overhead']:.0f} %)"
     )
+    volume = figures.get("volume_page")
+    if volume:
+        line += (
+            f"\n3c. the volume tab in Chromium: Segment volume to result {volume['volume_result_ms'] / 1000:.1f} s; "
+            f"slice step (keyboard, {volume['steps']} steps) p50 {volume['step_ms_p50']:.0f} ms, "
+            f"p95 {volume['step_ms_p95']:.0f} ms, max {volume['step_ms_max']:.0f} ms"
+        )
+    return line
 
 
 def training(tr: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from segapp.bench.browser import bench_page, page_available
+from segapp.bench.browser import bench_page, bench_volume_page, page_available
 from segapp.bench.measure import concurrent_rate, interleaved_ms, phantom_slices
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, concurrent: int = 8) -> dict[str, Any]:
+def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, concurrent: int = 8,
+              volume_slices: int = 144) -> dict[str, Any]:
     """One ``/segment`` request against ``predict`` alone, through the plain HTTP API
     (:mod:`segapp.rest_client`) and through ``gradio_client``, each next to a no-op endpoint's
     floor; then ``concurrent`` clients of each kind at once, and the page in Chromium where it can run.
@@ -49,8 +50,9 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
     Returns:
         Medians in ms (``predict_ms``, ``http_request_ms``, ``http_echo_ms``, ``web_request_ms``,
         ``gradio_echo_ms``), overheads as shares of ``predict_ms``, requests/s with ``concurrent``
-        clients, ``page`` (:func:`segapp.bench.browser.bench_page` plus ``overhead``, or None) and
-        ``page_skipped`` (why the page was not timed, or None).
+        clients, ``page`` (:func:`segapp.bench.browser.bench_page` plus ``overhead``, or None),
+        ``volume_page`` (:func:`segapp.bench.browser.bench_volume_page` on the volume tab's example
+        of ``volume_slices`` slices, or None) and ``page_skipped`` (why the page was not timed, or None).
     """
     import httpx
     from gradio_client import Client, handle_file  # type: ignore[import-untyped]  # ships no type hints
@@ -94,6 +96,12 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
 
         page_skipped = page_available()
         page = None if page_skipped else bench_page(url, files, repeats, baseline=segmenter.predict)
+        volume_page = None
+        if not page_skipped:
+            from segapp.ui.volume import make_example_zip
+
+            volume_page = bench_volume_page(url, make_example_zip(folder, count=volume_slices),
+                                            steps=10 if repeats <= 3 else 60)
         clients = [Client(url, verbose=False) for _ in range(concurrent)]
         https = [closing.enter_context(httpx.Client(base_url=url, timeout=120)) for _ in range(concurrent)]
 
@@ -115,7 +123,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
             f"web_{concurrent}_clients_requests_per_s": client_rate,
             # The page in Chromium: Submit to the overlay decoded, vs predict just before each click.
             "page": None if page is None else {**page, "overhead": page["page_submit_ms"] / page["baseline_ms"] - 1},
-            "page_skipped": page_skipped}
+            "volume_page": volume_page, "page_skipped": page_skipped}
 
 
 def _echo_app() -> tuple[gr.Blocks, str]:

@@ -104,6 +104,49 @@ def read_dicom_series(
     return _assemble(slices, stack, step, skipped)
 
 
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One image series found in a DICOM source, as a chooser lists it (no patient data).
+
+    Attributes:
+        uid: SeriesInstanceUID (what ``read_dicom_series(series=...)`` takes).
+        modality: e.g. "MR".
+        description: SeriesDescription (at most 64 characters), "" when absent.
+        slices: Image frames in the series.
+        rows: Rows of its first frame.
+        columns: Columns of its first frame.
+    """
+
+    uid: str
+    modality: str
+    description: str
+    slices: int
+    rows: int
+    columns: int
+
+
+def list_series(source: Path | Sequence[str | os.PathLike[str]]) -> list[SeriesSummary]:
+    """The image series of a DICOM source (headers only, no pixel data), in the order found.
+
+    Args:
+        source: As for :func:`read_dicom_series`.
+
+    Raises:
+        InvalidVolumeError: Nothing usable (the same messages as :func:`read_dicom_series`).
+    """
+    is_zip = isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source)
+    with _files_of(source) as paths:
+        by_series, skipped = _scan_headers(paths)
+    if not by_series:
+        raise InvalidVolumeError(_nothing_found(skipped, is_zip=is_zip))
+    return [
+        SeriesSummary(uid=uid, modality=str(frames[0].header.get("Modality", "?")),
+                      description=str(frames[0].header.get("SeriesDescription", "") or "")[:64],
+                      slices=len(frames), rows=frames[0].rows, columns=frames[0].columns)
+        for uid, frames in by_series.items()
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Finding the files
 

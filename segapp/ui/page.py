@@ -23,6 +23,8 @@ from segapp.ui.callbacks import (
     legend_html,
     model_badge_html,
 )
+from segapp.ui.volume import VolumeCallbacks
+from segapp.ui.volume_tab import build_volume_tab
 
 if TYPE_CHECKING:
     from segapp.inference.segmenter import Segmenter
@@ -139,74 +141,79 @@ def build_demo(
 
         header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
 
-        with gr.Row(equal_height=False, elem_id="main-row"):
-            # Left: input and display controls
-            with gr.Column(scale=4, min_width=300, elem_id="left-col"):
-                upload = gr.File(
-                    label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP",
-                    file_count="single",
-                    type="filepath",
-                    elem_id="upload",
-                    height=170,
-                )
-                spacing = gr.Textbox(
-                    label="Pixel spacing (mm), optional",
-                    placeholder="read from the file name, or e.g. 1.5 or 1.5 x 1.5",
-                    max_lines=1,
-                    elem_id="spacing",
-                )
-                gr.HTML(legend_html(), elem_id="legend")
-                classes = gr.CheckboxGroup(
-                    choices=[(label.display, label.name) for label in FOREGROUND],
-                    value=[label.name for label in FOREGROUND],
-                    label="Show on the overlay",
-                    elem_id="class-toggles",
-                )
-                opacity = gr.Slider(
-                    0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
-                )
-                with gr.Row(elem_id="buttons"):
-                    clear = gr.Button("Clear", variant="secondary", elem_id="clear")
-                    submit = gr.Button("Submit", variant="primary", elem_id="submit")
-
-            # Right: results
-            with gr.Column(scale=7, min_width=360, elem_id="right-col"):
-                with gr.Tabs(elem_id="views"):
-                    with gr.Tab("Overlay", id="tab-overlay"):
-                        overlay_view = _image("Overlay", "overlay-view")
-                    with gr.Tab("Mask", id="tab-mask"):
-                        mask_view = _image("Mask", "mask-view")
-                    with gr.Tab("Confidence", id="tab-confidence"):
-                        confidence_view = _image("Confidence", "confidence-view")
-                        gr.HTML(
-                            '<div class="colorbar"><span>low</span><span class="ramp"></span>'
-                            "<span>high confidence</span></div>"
+        with gr.Tabs(elem_id="modes"):
+            with gr.Tab("Slice", id="mode-slice", elem_id="slice-tab"):
+                with gr.Row(equal_height=False, elem_id="main-row"):
+                    # Left: input and display controls
+                    with gr.Column(scale=4, min_width=300, elem_id="left-col"):
+                        upload = gr.File(
+                            label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP",
+                            file_count="single",
+                            type="filepath",
+                            elem_id="upload",
+                            height=170,
                         )
-                card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
-                with gr.Row(elem_id="downloads"):
-                    mask_button = _download("Mask PNG", "download-mask")
-                    overlay_button = _download("Overlay PNG", "download-overlay")
-                    stats_button = _download("Statistics JSON", "download-stats")
-                with gr.Accordion("Statistics as JSON", open=False, elem_id="json-accordion"):
-                    stats_json = gr.JSON(label="Statistics", show_label=False)
+                        spacing = gr.Textbox(
+                            label="Pixel spacing (mm), optional",
+                            placeholder="read from the file name, or e.g. 1.5 or 1.5 x 1.5",
+                            max_lines=1,
+                            elem_id="spacing",
+                        )
+                        gr.HTML(legend_html(), elem_id="legend")
+                        classes = gr.CheckboxGroup(
+                            choices=[(label.display, label.name) for label in FOREGROUND],
+                            value=[label.name for label in FOREGROUND],
+                            label="Show on the overlay",
+                            elem_id="class-toggles",
+                        )
+                        opacity = gr.Slider(
+                            0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
+                        )
+                        with gr.Row(elem_id="buttons"):
+                            clear = gr.Button("Clear", variant="secondary", elem_id="clear")
+                            submit = gr.Button("Submit", variant="primary", elem_id="submit")
 
-        gr.HTML('<h2 class="section-title">Try These Examples</h2>', elem_id="examples-title")
-        if samples:
-            gallery = gr.Dataset(
-                components=[gr.Image(format="png", render=False)],
-                samples=samples,
-                type="index",
-                layout="gallery",
-                samples_per_page=12,
-                label="Click a slice to segment it",
-                elem_id="examples",
-            )
-        else:
-            gallery = None
-            gr.HTML(
-                '<p class="examples-caption">No example slices are bundled with this installation '
-                "(add PNG slices to the <code>examples/</code> folder).</p>"
-            )
+                    # Right: results
+                    with gr.Column(scale=7, min_width=360, elem_id="right-col"):
+                        with gr.Tabs(elem_id="views"):
+                            with gr.Tab("Overlay", id="tab-overlay"):
+                                overlay_view = _image("Overlay", "overlay-view")
+                            with gr.Tab("Mask", id="tab-mask"):
+                                mask_view = _image("Mask", "mask-view")
+                            with gr.Tab("Confidence", id="tab-confidence"):
+                                confidence_view = _image("Confidence", "confidence-view")
+                                gr.HTML(
+                                    '<div class="colorbar"><span>low</span><span class="ramp"></span>'
+                                    "<span>high confidence</span></div>"
+                                )
+                        card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
+                        with gr.Row(elem_id="downloads"):
+                            mask_button = _download("Mask PNG", "download-mask")
+                            overlay_button = _download("Overlay PNG", "download-overlay")
+                            stats_button = _download("Statistics JSON", "download-stats")
+                        with gr.Accordion("Statistics as JSON", open=False, elem_id="json-accordion"):
+                            stats_json = gr.JSON(label="Statistics", show_label=False)
+
+                gr.HTML('<h2 class="section-title">Try These Examples</h2>', elem_id="examples-title")
+                if samples:
+                    gallery = gr.Dataset(
+                        components=[gr.Image(format="png", render=False)],
+                        samples=samples,
+                        type="index",
+                        layout="gallery",
+                        samples_per_page=12,
+                        label="Click a slice to segment it",
+                        elem_id="examples",
+                    )
+                else:
+                    gallery = None
+                    gr.HTML(
+                        '<p class="examples-caption">No example slices are bundled with this installation '
+                        "(add PNG slices to the <code>examples/</code> folder).</p>"
+                    )
+
+            with gr.Tab("Volume", id="mode-volume", elem_id="volume-tab"):
+                build_volume_tab(VolumeCallbacks(callbacks), _download)
 
         with gr.Accordion("About", open=False, elem_id="about"):
             about = gr.Markdown(about_markdown(None, None), elem_id="about-text")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
+from segapp.ui.volume_tab import KEYBOARD_JS
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -195,6 +196,7 @@ def launch_options(
         "auth": auth,
         "theme": make_theme(),
         "css": load_css(css_path),
+        "js": KEYBOARD_JS,  # the volume tab's arrow and page keys
         "max_file_size": MAX_FILE_SIZE,
         "run_history": False,  # nothing of a run is kept in the browser's storage
         "ssr_mode": False,  # server-side rendering needs Node; the page is fully client-rendered

@@ -59,8 +59,24 @@ def legend_css() -> str:
     """CSS that gives each class toggle its label colour (generated, so colours have one source)."""
     rules = []
     for position, label in enumerate(LABELS[1:], start=1):
-        rules.append(f"#class-toggles label:nth-of-type({position})::before {{ background: {label.hex}; }}")
+        for toggles in ("#class-toggles", "#vol-class-toggles"):  # the slice tab's and the volume tab's
+            rules.append(f"{toggles} label:nth-of-type({position})::before {{ background: {label.hex}; }}")
     return "\n".join(rules) + "\n"
+
+
+# The volume tab's planes: the axial slice large, the reformats beside it at their true
+# proportions (the images are resampled to square pixels), the current slice a line across them.
+VOLUME_CSS = """
+.vol-views { display: flex; gap: 12px; align-items: flex-start; flex-wrap: wrap; }
+.vol-views.vol-empty { min-height: 200px; align-items: center; justify-content: center; color: var(--body-text-color-subdued); }
+.vol-plane { margin: 0; }
+.vol-axial { flex: 3 1 300px; }
+.vol-reformats { flex: 2 1 200px; display: flex; flex-direction: column; gap: 12px; }
+.vol-frame { position: relative; line-height: 0; }
+.vol-frame img { width: 100%; height: auto; image-rendering: pixelated; border-radius: 6px; background: #000; }
+.vol-marker { position: absolute; left: 0; right: 0; height: 0; border-top: 2px solid #fbbf24; pointer-events: none; }
+.vol-plane figcaption { font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 4px; }
+"""
 
 
 def load_css(path: str | os.PathLike[str] | None = None) -> str:
@@ -70,4 +86,4 @@ def load_css(path: str | os.PathLike[str] | None = None) -> str:
         FileNotFoundError: ``path`` is given but does not exist.
     """
     css = Path(path).read_text(encoding="utf-8") if path is not None else ""
-    return css + "\n" + legend_css()
+    return css + "\n" + legend_css() + VOLUME_CSS

@@ -12,7 +12,6 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
-from segapp.bench.browser import CHROMIUM_ARGS, find_chromium
 from segapp.synthetic import generate_slice
 from segapp.ui import build_demo, launch_options
 
@@ -61,20 +60,6 @@ def page_url(tiny_segmenter, slices):
         yield url
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("Chromium is not installed")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:  # a broken browser install is a skip, not a failure
-            pytest.skip(f"Chromium does not start: {exc}")
-        yield chromium
-        chromium.close()
 
 
 def _stats_text(page) -> str:

@@ -1,0 +1,427 @@
+"""What the volume tab's controls do, as plain functions (testable without a browser).
+
+A volume upload (DICOM files, a folder, a .zip, one .nii / .nii.gz, one DICOM file) is read
+with :func:`segapp.io.volume.read_volume`, segmented slice by slice with
+:meth:`Segmenter.predict_volume`, and browsed through :class:`segapp.ui.views.VolumeView`.
+Like :mod:`segapp.ui.callbacks`: readable :class:`gradio.Error` messages, result files in
+per-request folders of :class:`~segapp.ui.callbacks.OutputFolders` (deleted with the uploads),
+no file names or header fields in logs or on the page.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import html
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import gradio as gr
+
+from segapp import __version__
+from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
+from segapp.labels import FOREGROUND, LABELS
+from segapp.ui.callbacks import Callbacks, _fmt_area, _fmt_conf, _fmt_int, _stamp, user_error, visible_classes
+from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segapp.inference.volume import VolumePrediction
+
+log = logging.getLogger(__name__)
+
+MAX_VOLUME_MB_ENV = "SEGAPP_MAX_VOLUME_MB"
+DEFAULT_MAX_VOLUME_MB = 500  # a 1,000-slice uncompressed 512 x 512 series is about 520 MB
+EXAMPLE_NAME = "phantom-series.zip"
+# Slices per forward pass of a page volume: small, so progress moves often, Cancel stops within
+# one batch, and a single-slice request waits for at most one batch of a running volume.
+VOLUME_BATCH = 4
+
+
+def max_volume_bytes() -> int:
+    """The volume upload bound: ``$SEGAPP_MAX_VOLUME_MB`` MB, else 500 MB (a bad value is refused at start)."""
+    text = os.environ.get(MAX_VOLUME_MB_ENV, "")
+    megabytes = float(text) if text.strip() else DEFAULT_MAX_VOLUME_MB
+    if not megabytes > 0:
+        raise ValueError(f"{MAX_VOLUME_MB_ENV} must be a positive number of MB")
+    return int(megabytes * 1024 * 1024)
+
+
+class VolumeOutputs(NamedTuple):
+    """Everything one segmented volume shows on the page (files are paths for the download buttons).
+
+    Built with keywords; the page wires its components by field name.
+    """
+
+    views: str
+    slider: Any  # a gr.Slider update: the volume's slice count, the shown slice
+    card: str
+    nifti: str | None
+    seg: str | None
+    rtstruct: str | None
+    table: str | None
+    mesh: str | None
+    stats: dict[str, Any] | None
+    state: VolumeView | None
+
+
+class Cancelled(Exception):
+    """Raised inside the progress callback when the person pressed Cancel."""
+
+
+# ---------------------------------------------------------------------------
+# Pieces of the page
+
+
+def empty_volume_card() -> str:
+    """The volume card before anything was segmented."""
+    return (
+        '<div class="stats-card stats-empty"><div class="stats-title">Volume results</div>'
+        "<p>Upload a DICOM series (files, a folder or a .zip), a NIfTI file or one DICOM file, or "
+        "click the example, and press <b>Segment volume</b>. Each organ's volume in mL, the slices "
+        "it spans, its largest area and the model's confidence appear here.</p></div>"
+    )
+
+
+def volume_card_html(prediction: VolumePrediction) -> str:
+    """The volume card: per organ mL, slice span (1-based, feet first), largest area, confidence;
+    then size, spacing, orientation, inference time and device. Nothing from the file's header
+    that could identify the patient."""
+    rows = []
+    for label in FOREGROUND:
+        organ = prediction.organs[label.name]
+        span = "—" if organ.slices is None else f"{organ.slices[0] + 1}–{organ.slices[1] + 1}"
+        rows.append(
+            f"<tr><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
+            f"{html.escape(label.display)}</td><td>{organ.volume_ml:,.1f} mL</td><td>{span}</td>"
+            f"<td>{_fmt_area(organ.max_area_mm2 if organ.voxels else None)}</td>"
+            f"<td>{_fmt_conf(organ.mean_confidence)}</td><td>{_fmt_int(organ.voxels)}</td></tr>"
+        )
+    volume = prediction.volume
+    z, h, w = volume.shape
+    sz, sr, sc = volume.spacing_mm
+    orientation = str(volume.description.get("orientation", "axial"))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in volume.notes)
+    return (
+        '<div class="stats-card" id="volume-card-body">'
+        '<div class="stats-head"><span class="stats-title">Volume results</span>'
+        f'<span class="stats-meta">{z} slices of {w} × {h} px · {sr:.2f} × {sc:.2f} mm, '
+        f"slice step {sz:.2f} mm · {html.escape(orientation)} · {html.escape(volume.kind.upper())}</span></div>"
+        '<table class="stats-table"><thead><tr><th>Organ</th><th>Volume</th><th>Slices</th>'
+        "<th>Largest area</th><th>Confidence</th><th>Voxels</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + (f'<ul class="stats-notes">{notes}</ul>' if notes else "")
+        + '<div class="stats-foot">'
+        f"<span>Inference {prediction.timings_ms.get('total', 0.0) / 1000:.1f} s for {z} slices</span>"
+        f"<span>Device {html.escape(prediction.device)}</span></div></div>"
+    )
+
+
+def views_html(view: VolumeView, index: int, *, opacity: float, visible: Sequence[str] | None) -> str:
+    """The three planes: the axial slice ``index`` (0-based) and the coronal and sagittal
+    reformats with that slice marked. ``data-slice`` carries the shown index (1-based)."""
+    from segapp.ui.views import png_data_uri
+
+    k = view.clamp(index)
+    axial = png_data_uri(view.axial(k, opacity=opacity, visible=visible))
+    marker = f"{view.marker_percent(k):.3f}%"
+    planes = "".join(
+        f'<figure class="vol-plane vol-{plane}"><div class="vol-frame">'
+        f'<img src="{view.reformat_uri(plane, opacity=opacity, visible=visible)}" alt="{plane} reformat">'
+        f'<div class="vol-marker" style="top:{marker}"></div></div><figcaption>{plane.capitalize()}</figcaption></figure>'
+        for plane in ("coronal", "sagittal")
+    )
+    return (
+        f'<div class="vol-views" data-slice="{k + 1}" data-slices="{view.slices}">'
+        f'<figure class="vol-plane vol-axial"><div class="vol-frame"><img src="{axial}" alt="axial slice {k + 1}">'
+        f"</div><figcaption>Axial · slice {k + 1} of {view.slices} (1 = feet)</figcaption></figure>"
+        f'<div class="vol-reformats">{planes}</div></div>'
+    )
+
+
+def empty_views_html() -> str:
+    """The planes area before a volume is segmented."""
+    return '<div class="vol-views vol-empty" data-slice="0"><p>The slices appear here.</p></div>'
+
+
+def organ_table_csv(prediction: VolumePrediction, path: Path) -> Path:
+    """Write the organ table: one row per organ (mL, voxels, slices 1-based, largest area, confidence)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["organ", "volume_ml", "voxels", "first_slice", "last_slice", "max_area_mm2", "mean_confidence"])
+        for label in FOREGROUND:
+            organ = prediction.organs[label.name]
+            first, last = ("", "") if organ.slices is None else (organ.slices[0] + 1, organ.slices[1] + 1)
+            confidence = "" if organ.mean_confidence is None else round(organ.mean_confidence, 4)
+            writer.writerow([label.name, round(organ.volume_ml, 3), organ.voxels, first, last,
+                             round(organ.max_area_mm2, 1), confidence])
+    return path
+
+
+def volume_stats(prediction: VolumePrediction) -> dict[str, Any]:
+    """The API's statistics: :meth:`VolumePrediction.stats_dict` plus spacing, size, labels, version."""
+    stats = prediction.stats_dict()
+    stats.update(
+        spacing_mm=list(prediction.volume.spacing_mm),
+        size=list(prediction.volume.shape),
+        labels={label.name: label.id for label in LABELS},
+        segapp_version=__version__,
+    )
+    return json.loads(json.dumps(stats))  # plain JSON types (tuples become lists)
+
+
+def upload_paths(files: str | Sequence[str] | None) -> list[Path]:
+    """The uploaded files of a gr.File (one path or several), that are still on the server.
+
+    Raises:
+        gradio.Error: Nothing uploaded, or the upload was already deleted.
+    """
+    if not files:
+        raise user_error("No volume yet: upload a DICOM series (files, a folder or a .zip), a NIfTI file "
+                         "or one DICOM file, or click the example.")
+    paths = [Path(files)] if isinstance(files, (str, os.PathLike)) else [Path(f) for f in files]
+    if not all(p.is_file() for p in paths):
+        raise user_error("The upload is no longer on the server (uploads are deleted after a few minutes "
+                         "for privacy). Upload it again.")
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# Callbacks
+
+
+class VolumeCallbacks:
+    """The volume tab's handlers, sharing the Segmenter and output folders of the slice page's
+    :class:`~segapp.ui.callbacks.Callbacks`.
+
+    At most one volume runs at a time (the page gives the event a concurrency limit of 1); the
+    Segmenter interleaves its batches with single-slice requests, so the slice mode keeps serving.
+    """
+
+    def __init__(self, callbacks: Callbacks, *, max_bytes: int | None = None, batch_size: int = VOLUME_BATCH) -> None:
+        """Args:
+            callbacks: The slice page's callbacks (segmenter, output folders).
+            max_bytes: Largest accepted upload (all files together); default :func:`max_volume_bytes`.
+            batch_size: Slices per forward pass.
+        """
+        self.callbacks = callbacks
+        self.batch_size = batch_size
+        self.max_bytes = max_volume_bytes() if max_bytes is None else max_bytes
+        self._cancel: dict[str, threading.Event] = {}
+        self._example: Path | None = None
+        self._example_lock = threading.Lock()
+
+    # Reading
+
+    def _source(self, files: str | Sequence[str] | None) -> Path | list[Path]:
+        paths = upload_paths(files)
+        total = sum(p.stat().st_size for p in paths)
+        if total > self.max_bytes:
+            raise user_error(f"The upload is {total / 2**20:,.0f} MB; volumes up to "
+                             f"{self.max_bytes / 2**20:,.0f} MB are accepted. Send one series.")
+        # One path: a zip, a NIfTI or a single DICOM file, read as that; several: a series' files.
+        return paths[0] if len(paths) == 1 else paths
+
+    def series_choices(self, files: str | Sequence[str] | None) -> list[tuple[str, str]]:
+        """(label, SeriesInstanceUID) of each DICOM series in the upload; [] for a NIfTI, a
+        case-day folder or one series. Labels: modality, description, slices, size.
+
+        Raises:
+            gradio.Error: The upload is not usable (the reader's message).
+        """
+        from segapp.io import dicom
+
+        source = self._source(files)
+        # One file that is not a zip (NIfTI, one DICOM file) or PNG slices: one volume, no choice.
+        if isinstance(source, Path) and not zipfile.is_zipfile(source):
+            return []
+        if isinstance(source, list) and all(p.suffix.lower() == ".png" for p in source):
+            return []
+        try:
+            found = dicom.list_series(source)
+        except InvalidVolumeError as exc:
+            raise user_error(str(exc)) from None
+        if len(found) < 2:
+            return []
+        return [(f"{s.modality} · {s.description or 'no description'} · {s.slices} slices of "
+                 f"{s.columns} × {s.rows}", s.uid) for s in found]
+
+    def inspect(self, files: str | Sequence[str] | None) -> tuple[Any, str]:
+        """After an upload: the series chooser (shown when there are several) and the card."""
+        if not files:
+            return gr.Dropdown(choices=[], value=None, visible=False), empty_volume_card()
+        choices = self.series_choices(files)
+        if choices:
+            card = ('<div class="stats-card stats-empty"><div class="stats-title">Several series</div>'
+                    f"<p>The upload holds {len(choices)} series: choose one above, then press "
+                    "<b>Segment volume</b>.</p></div>")
+            return gr.Dropdown(choices=choices, value=choices[0][1], visible=True), card
+        ready = ('<div class="stats-card stats-empty"><div class="stats-title">Ready</div>'
+                 "<p>Press <b>Segment volume</b>.</p></div>")
+        return gr.Dropdown(choices=[], value=None, visible=False), ready
+
+    def read(self, files: str | Sequence[str] | None, series: str | None = None) -> ScanVolume:
+        """Read the upload as one volume.
+
+        Raises:
+            gradio.Error: With the reader's readable message.
+        """
+        source = self._source(files)
+        try:
+            return read_volume(source, series=series or None)
+        except InvalidVolumeError as exc:
+            raise user_error(str(exc)) from None
+
+    # Segmenting
+
+    def predict(self, volume: ScanVolume, progress: Callable[[int, int], None] | None = None,
+                session: str | None = None) -> VolumePrediction:
+        """Segment ``volume``; ``progress(done, total)`` after each batch. A Cancel for ``session``
+        stops it between batches.
+
+        Raises:
+            gradio.Error: Cancelled, or the model failed (readable message, server keeps running).
+        """
+        segmenter = self.callbacks.segmenter()
+        flag = self._cancel.setdefault(session, threading.Event()) if session else None
+        if flag is not None:
+            flag.clear()
+
+        def report(done: int, total: int) -> None:
+            if flag is not None and flag.is_set():
+                raise Cancelled
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            prediction = segmenter.predict_volume(volume, batch_size=self.batch_size, progress=report)
+        except Cancelled:
+            raise gr.Error("Segmentation cancelled.", title="Cancelled", print_exception=False) from None
+        except Exception as exc:  # keep serving; no file names in the log
+            log.debug("volume segmentation failed", exc_info=True)
+            log.error("volume segmentation failed: %s", type(exc).__name__)
+            raise user_error(f"Segmentation failed unexpectedly ({type(exc).__name__}). The server is "
+                             "still running: try again.") from None
+        finally:
+            if session:
+                self._cancel.pop(session, None)
+        z, h, w = volume.shape
+        log.info("segmented a %dx%dx%d volume in %.1f s on %s", z, h, w,
+                 prediction.timings_ms["total"] / 1000, prediction.device)
+        return prediction
+
+    def cancel(self, session: str | None) -> None:
+        """Ask the running volume of ``session`` to stop after its current batch."""
+        if session and session in self._cancel:
+            self._cancel[session].set()
+
+    def segment(self, files: str | Sequence[str] | None, series: str | None = None, opacity: float = 0.5,
+                classes: Sequence[str] | None = None, *, progress: Callable[[int, int], None] | None = None,
+                session: str | None = None) -> VolumeOutputs:
+        """Read, segment and write every download of one volume; show its middle slice.
+
+        Raises:
+            gradio.Error: With a readable message for every user error or failure.
+        """
+        from segapp.inference.exports import algorithm_of, write_volume_outputs
+
+        volume = self.read(files, series)
+        prediction = self.predict(volume, progress, session)
+        folder = self.callbacks.outputs.new()
+        formats = ["nifti", "dicom-seg", "rtstruct"] if volume.kind == "dicom" else ["nifti"]
+        try:
+            written = write_volume_outputs(prediction, folder, formats,
+                                           algorithm=algorithm_of(self.callbacks.segmenter()))
+        except InvalidVolumeError as exc:
+            raise user_error(str(exc)) from None
+        table = organ_table_csv(prediction, folder / f"segapp-organs-{_stamp()}.csv")
+        mesh = folder / f"segapp-organs-{_stamp()}.glb"
+        mesh.write_bytes(glb_bytes(organ_meshes(prediction.labels, volume.affine_lps)))
+        stats = volume_stats(prediction)
+        (folder / "statistics.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        view = VolumeView.of(volume.slices_uint8(), prediction.labels, volume.spacing_mm)
+        middle = _middle_of_organs(prediction, view.slices)
+        visible = None if classes is None else visible_classes(classes)
+        return VolumeOutputs(
+            views=views_html(view, middle, opacity=opacity, visible=visible),
+            # Gradio's slider needs maximum > minimum: a one-slice volume gets a still slider.
+            slider=gr.Slider(minimum=1, maximum=max(2, view.slices), value=middle + 1, step=1,
+                             interactive=view.slices > 1),
+            card=volume_card_html(prediction),
+            nifti=str(written["nifti"]),
+            seg=str(written["dicom-seg"]) if "dicom-seg" in written else None,
+            rtstruct=str(written["rtstruct"]) if "rtstruct" in written else None,
+            table=str(table),
+            mesh=str(mesh),
+            stats=stats,
+            state=view,
+        )
+
+    def segment_api(self, file: str | None, series: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The ``/segment_volume`` API: the NIfTI label map's path and the statistics dict."""
+        from segapp.inference.exports import write_volume_outputs
+
+        volume = self.read(file, series)
+        prediction = self.predict(volume)
+        written = write_volume_outputs(prediction, self.callbacks.outputs.new(), ["nifti"], algorithm=None)
+        return str(written["nifti"]), volume_stats(prediction)
+
+    def show(self, view: VolumeView | None, slice_number: float, opacity: float,
+             classes: Sequence[str] | None) -> Any:
+        """The planes for slice ``slice_number`` (1-based, as the slider shows it); nothing before a volume."""
+        if view is None:
+            return gr.skip()
+        return views_html(view, int(round(slice_number)) - 1, opacity=opacity, visible=visible_classes(classes))
+
+    def clear(self) -> VolumeOutputs:
+        """Empty volume results."""
+        return VolumeOutputs(views=empty_views_html(), slider=gr.Slider(minimum=1, maximum=2, value=1, interactive=False),
+                             card=empty_volume_card(), nifti=None, seg=None, rtstruct=None, table=None,
+                             mesh=None, stats=None, state=None)
+
+    # The example
+
+    def example(self) -> str:
+        """A zip of the 144-slice phantom MR series (made once per process, about 2 s, in a
+        temporary folder removed when the process exits; about 15 MB). A copy goes to a fresh
+        output folder, so it is served and deleted like an upload."""
+        with self._example_lock:
+            if self._example is None or not self._example.is_file():
+                folder = Path(tempfile.mkdtemp(prefix="segapp-example-"))
+                atexit.register(shutil.rmtree, folder, True)
+                self._example = make_example_zip(folder)
+        copy = self.callbacks.outputs.new() / EXAMPLE_NAME
+        shutil.copyfile(self._example, copy)
+        return str(copy)
+
+
+def make_example_zip(folder: Path, *, count: int = 144) -> Path:
+    """Write the phantom series (seed 0, case 1, day 1; ``count`` slices) as ``folder/phantom-series.zip``."""
+    from segapp.synthetic.volume import phantom_volume
+    from segapp.synthetic.volume_files import write_dicom_series
+
+    series = folder / "series"
+    files = write_dicom_series(phantom_volume(0, 1, 1, first=1, count=count), series)
+    archive = folder / EXAMPLE_NAME
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as out:
+        for path in files:
+            out.write(path, arcname=f"series/{path.name}")
+    shutil.rmtree(series, ignore_errors=True)
+    return archive
+
+
+def _middle_of_organs(prediction: VolumePrediction, slices: int) -> int:
+    """The slice halfway through the organs found (the volume's middle when none): a first view
+    that shows something."""
+    spans = [organ.slices for organ in prediction.organs.values() if organ.slices is not None]
+    if not spans:
+        return slices // 2
+    return (min(s[0] for s in spans) + max(s[1] for s in spans)) // 2

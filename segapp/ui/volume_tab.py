@@ -1,0 +1,165 @@
+"""The volume tab: layout and wiring (the work is done in :mod:`segapp.ui.volume`).
+
+Built inside the page's :class:`gradio.Blocks` by :func:`segapp.ui.page.build_demo`, in the
+slice tab's design: legend, organ toggles, opacity, stats card, download buttons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from segapp.labels import FOREGROUND
+from segapp.ui.callbacks import legend_html
+from segapp.ui.volume import VolumeCallbacks, VolumeOutputs, empty_views_html, empty_volume_card
+
+STATE_TTL_S = 1800  # as the slice tab's state: dropped after this long without an update
+# The VolumeOutputs fields that are files behind a download button.
+DOWNLOAD_FIELDS = ("nifti", "seg", "rtstruct", "table", "mesh")
+BROWSE_CONCURRENCY = 8  # slice steps are a few ms of drawing each; many sessions may browse at once
+
+# Arrow keys and Page Up / Down move the slice slider while the volume tab is shown and no text
+# field has the focus. The slider's own input event is dispatched, so Gradio sends the new value
+# through the same event as a drag. Served inline by the app (no outside script).
+KEYBOARD_JS = """
+() => {
+  const steps = {ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1, PageUp: 10, PageDown: -10};
+  document.addEventListener('keydown', (event) => {
+    if (!(event.key in steps)) return;
+    const panel = document.querySelector('#volume-tab');
+    const range = document.querySelector('#vol-slice input[type=range]');
+    if (!panel || !range || panel.offsetParent === null || range.disabled) return;
+    const target = event.target;
+    const typing = target && ((target.tagName === 'INPUT' && target.type !== 'range') ||
+                              target.tagName === 'TEXTAREA' || target.isContentEditable);
+    if (typing) return;
+    event.preventDefault();
+    const value = Math.min(Number(range.max), Math.max(Number(range.min), Number(range.value) + steps[event.key]));
+    if (value === Number(range.value)) return;
+    range.value = String(value);
+    range.dispatchEvent(new Event('input', {bubbles: true}));
+    range.dispatchEvent(new Event('change', {bubbles: true}));
+  }, true);
+}
+"""
+
+
+def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton]) -> None:
+    """Lay out and wire the volume tab inside the current Blocks and Tab.
+
+    Args:
+        volume: The handlers.
+        download: The page's download-button maker (label, elem_id), for one look.
+    """
+    state = gr.State(None, time_to_live=STATE_TTL_S)
+    with gr.Row(equal_height=False, elem_id="vol-row"):
+        # Left: input and display controls
+        with gr.Column(scale=4, min_width=300, elem_id="vol-left"):
+            files = gr.File(
+                label="DICOM series (files or a .zip), NIfTI (.nii / .nii.gz) or one DICOM file",
+                file_count="multiple", type="filepath", elem_id="vol-upload", height=150,
+            )
+            folder = gr.File(label="Or a folder: a DICOM series or a case-day folder", file_count="directory",
+                             type="filepath", elem_id="vol-folder", height=110)
+            series = gr.Dropdown(label="Series", choices=[], visible=False, elem_id="vol-series")
+            gr.HTML(legend_html(), elem_id="vol-legend")
+            classes = gr.CheckboxGroup(
+                choices=[(label.display, label.name) for label in FOREGROUND],
+                value=[label.name for label in FOREGROUND],
+                label="Show on the overlay", elem_id="vol-class-toggles",
+            )
+            opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="vol-opacity")
+            with gr.Row(elem_id="vol-buttons"):
+                cancel = gr.Button("Cancel", variant="secondary", elem_id="vol-cancel")
+                submit = gr.Button("Segment volume", variant="primary", elem_id="vol-submit")
+            gr.HTML('<h2 class="section-title">Try the example</h2>')
+            example = gr.Dataset(
+                components=[gr.Textbox(render=False)],
+                samples=[["Phantom MR series: 144 axial slices, DICOM (zip)"]],
+                type="index", label="Click to segment it", elem_id="vol-examples",
+            )
+
+        # Right: the planes, the card, the downloads, the 3D view
+        with gr.Column(scale=7, min_width=360, elem_id="vol-right"):
+            slider = gr.Slider(1, 2, value=1, step=1, interactive=False, elem_id="vol-slice",
+                               label="Slice (arrow keys, Page Up / Page Down)")
+            views = gr.HTML(empty_views_html(), elem_id="vol-views")
+            card = gr.HTML(empty_volume_card(), elem_id="vol-card")
+            with gr.Row(elem_id="vol-downloads"):
+                buttons = {
+                    "nifti": download("NIfTI labels", "vol-download-nifti"),
+                    "seg": download("DICOM-SEG", "vol-download-seg"),
+                    "rtstruct": download("RTSTRUCT", "vol-download-rtstruct"),
+                    "table": download("Organ table CSV", "vol-download-csv"),
+                    "mesh": download("Meshes (.glb)", "vol-download-glb"),
+                }
+            with gr.Accordion("3D view of the organs", open=True, elem_id="vol-3d"):
+                mesh_view = gr.Model3D(label="Organs (patient mm)", clear_color=(0.97, 0.98, 0.99, 1.0),
+                                       height=360, elem_id="vol-mesh")
+            with gr.Accordion("Statistics as JSON", open=False):
+                stats = gr.JSON(label="Statistics", show_label=False)
+
+    # Hidden components of the /segment_volume API event.
+    api_trigger = gr.Button(visible=False, elem_id="vol-api-trigger")
+    api_file = gr.File(visible=False, label="Volume file")
+    api_series = gr.Textbox(visible=False, label="Series UID")
+    api_labels = gr.File(visible=False, label="NIfTI label map")
+    api_stats = gr.JSON(visible=False, label="Statistics")
+
+    components: dict[str, Any] = {"views": views, "slider": slider, "card": card, "stats": stats, "state": state,
+                                  **buttons}
+    # The mesh file goes to both its download button and the 3D view.
+    results = [components[name] for name in VolumeOutputs._fields] + [mesh_view]
+
+    def shown(outputs: VolumeOutputs) -> list[Any]:
+        values: dict[str, Any] = outputs._asdict()
+        for name in DOWNLOAD_FIELDS:
+            values[name] = gr.DownloadButton(value=values[name], interactive=values[name] is not None)
+        return [values[name] for name in VolumeOutputs._fields] + [outputs.mesh]
+
+    def chosen(upload: Sequence[str] | None, upload_folder: Sequence[str] | None) -> Sequence[str] | None:
+        return upload or upload_folder or None
+
+    def inspect(upload: Sequence[str] | None, upload_folder: Sequence[str] | None) -> tuple[Any, str]:
+        return volume.inspect(chosen(upload, upload_folder))
+
+    def run(upload: Sequence[str] | None, upload_folder: Sequence[str] | None, series_uid: str | None,
+            opacity_value: float, shown_classes: list[str], request: gr.Request,
+            progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008 - Gradio's marker
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Segmenting", unit="slices")
+
+        progress((0, 1), desc="Reading the upload")
+        return shown(volume.segment(chosen(upload, upload_folder), series_uid, opacity_value, shown_classes,
+                                    progress=report, session=request.session_hash))
+
+    def stop(request: gr.Request) -> None:
+        volume.cancel(request.session_hash)
+
+    def segment_volume(file: str | None, series_uid: str | None = None) -> tuple[str, dict[str, Any]]:
+        return volume.segment_api(file, series_uid)
+
+    for source in (files, folder):
+        source.upload(inspect, inputs=[files, folder], outputs=[series, card], api_visibility="private")
+    files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
+                api_visibility="private", show_progress="hidden")
+    running = submit.click(run, inputs=[files, folder, series, opacity, classes], outputs=results,
+                           api_visibility="private", concurrency_id="volume", concurrency_limit=1)
+    cancel.click(stop, api_visibility="private", show_progress="hidden", cancels=[running])
+    example.click(lambda _: [volume.example()], inputs=[example], outputs=[files], api_visibility="private",
+                  show_progress="hidden").then(
+        run, inputs=[files, folder, series, opacity, classes], outputs=results, api_visibility="private",
+        concurrency_id="volume", concurrency_limit=1)
+    for control in (slider, opacity, classes):
+        control.change(volume.show, inputs=[state, slider, opacity, classes], outputs=[views],
+                       api_visibility="private", show_progress="hidden", trigger_mode="always_last",
+                       concurrency_id="browse", concurrency_limit=BROWSE_CONCURRENCY)
+    api_trigger.click(
+        segment_volume, inputs=[api_file, api_series], outputs=[api_labels, api_stats],
+        api_name="segment_volume", concurrency_id="volume", concurrency_limit=1,
+        api_description="Segment a volume (a zip of a DICOM series, a .nii / .nii.gz, or one DICOM file; "
+        "optional SeriesInstanceUID when the zip holds several). Returns the NIfTI label map (0 background, "
+        "1 stomach, 2 small bowel, 3 large bowel, on the input's grid) and the statistics.",
+    )

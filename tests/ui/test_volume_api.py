@@ -1,0 +1,60 @@
+"""The /segment_volume API over HTTP with gradio_client: a phantom DICOM zip, a NIfTI, a refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_app_api import free_port  # the slice API tests' helper (pytest puts this folder on sys.path)
+
+from segapp.io.volume import read_volume
+from segapp.ui import build_demo, launch_options
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def url(tiny_segmenter):
+    demo = build_demo(tiny_segmenter, examples_dir=None)
+    _, address, _ = demo.launch(**launch_options(port=free_port()), prevent_thread_lock=True, quiet=True)
+    try:
+        yield address
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("kind", ["zip", "nifti", "two_series_zip"])
+def test_segment_volume_returns_the_label_map_of_predict_volume(url, tiny_segmenter, phantom_series, kind) -> None:
+    import nibabel as nib
+
+    client = gradio_client.Client(url, verbose=False)
+    series = ""
+    if kind == "two_series_zip":
+        with pytest.raises(gradio_client.exceptions.AppError, match="2 series"):
+            client.predict(gradio_client.handle_file(str(phantom_series[kind])), api_name="/segment_volume")
+        from segapp.io.dicom import list_series
+
+        series = next(s.uid for s in list_series(phantom_series[kind]) if s.slices == 6)
+    labels_file, stats = client.predict(gradio_client.handle_file(str(phantom_series[kind])), series,
+                                        api_name="/segment_volume")
+    source = read_volume(phantom_series[kind], series=series or None)
+    expected = tiny_segmenter.predict_volume(source)
+    # A NIfTI input's labels come back in its own voxel order; a DICOM's as (column, row, slice).
+    stored = np.asarray(nib.load(labels_file).dataobj)
+    shown = source.from_source_order(stored) if kind == "nifti" else np.transpose(stored, (2, 1, 0))
+    assert np.array_equal(shown, expected.labels)
+    for name, organ in expected.organs.items():
+        assert stats["organs"][name]["voxels"] == organ.voxels
+        assert stats["organs"][name]["volume_ml"] == pytest.approx(organ.volume_ml)
+    assert stats["spacing_mm"] == pytest.approx(list(source.spacing_mm))
+    assert stats["size"] == list(source.shape) and stats["device"] == "cpu" and "total" in stats["timings_ms"]
+    json.dumps(stats)
+
+
+def test_segment_volume_refuses_with_the_readers_message(url, tmp_path) -> None:
+    client = gradio_client.Client(url, verbose=False)
+    letter = tmp_path / "letter.zip"
+    letter.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(gradio_client.exceptions.AppError, match="(?i)zip|DICOM"):
+        client.predict(gradio_client.handle_file(str(letter)), api_name="/segment_volume")

@@ -1,0 +1,91 @@
+"""The volume tab in Chromium (Playwright): upload a phantom DICOM zip, see progress and the card,
+step through slices by keyboard and slider, toggle an organ, download the DICOM-SEG, read it back.
+
+Skipped when Playwright or Chromium is missing. Also checks that the page asks no other host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from segapp.bench.browser import open_volume, percentile, time_slice_steps
+from segapp.ui import build_demo, launch_options
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def page_url(tiny_segmenter):
+    from test_app_api import free_port  # pytest puts this folder on sys.path
+
+    demo = build_demo(tiny_segmenter, examples_dir=None)
+    options = launch_options(port=free_port(), css_path=ROOT / "assets" / "style.css")
+    _, url, _ = demo.launch(**options, prevent_thread_lock=True, quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def _slice(page) -> int:
+    return int(page.locator("#vol-views .vol-views").get_attribute("data-slice"))
+
+
+def test_volume_tab_upload_browse_toggle_download(browser, page_url: str, phantom_series, tmp_path) -> None:
+    import pydicom
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    hosts: set[str] = set()
+    # In-page URLs (data: images of the planes, blob: files of the 3D viewer) go to no host.
+    page.on("request", lambda request: request.url.startswith(("data:", "blob:"))
+            or hosts.add(urlparse(request.url).netloc))
+    open_volume(page, page_url, phantom_series["zip"])
+    card = page.locator("#vol-card").inner_text()
+    for organ in ("Stomach", "Small bowel", "Large bowel"):
+        assert organ in card
+    assert "mL" in card and "Device cpu" in card and "6 slices" in card
+
+    # Keyboard: arrow and page keys move the slider and the shown slice (clamped at the ends).
+    page.locator("#vol-views").click()
+    start = _slice(page)
+    page.keyboard.press("ArrowDown" if start > 1 else "ArrowUp")
+    page.wait_for_function(f"document.querySelector('#vol-views .vol-views').dataset.slice !== '{start}'")
+    page.keyboard.press("PageUp")
+    page.wait_for_function("document.querySelector('#vol-views .vol-views').dataset.slice === '6'")
+    assert page.locator("#vol-slice input[type=number]").input_value() == "6"
+    # The slider: typing a number (a drag sends the same event).
+    page.locator("#vol-slice input[type=number]").fill("2")
+    page.locator("#vol-slice input[type=number]").press("Enter")
+    page.wait_for_function("document.querySelector('#vol-views .vol-views').dataset.slice === '2'")
+    steps = time_slice_steps(page, "ArrowUp", 3, gap_ms=50)
+    assert len(steps) == 3 and _slice(page) == 5
+
+    # An organ toggle redraws the planes without segmenting again.
+    before = page.locator("#vol-views .vol-axial img").get_attribute("src")
+    page.locator("#vol-class-toggles label", has_text="Stomach").click()
+    page.wait_for_function(
+        "src => document.querySelector('#vol-views .vol-axial img').getAttribute('src') !== src", arg=before)
+    assert _slice(page) == 5
+
+    # The DICOM-SEG downloads and reads back.
+    with page.expect_download() as download:
+        page.click("#vol-download-seg")
+    saved = tmp_path / "seg.dcm"
+    download.value.save_as(saved)
+    assert pydicom.dcmread(saved).Modality == "SEG"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "volume-page.png"), full_page=True)
+    page.close()
+    # Offline: every request went to the app itself.
+    assert hosts == {urlparse(page_url).netloc}, hosts
+    assert percentile(steps, 50) > 0
