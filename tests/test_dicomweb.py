@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 import requests
-from conftest import free_port
+from helpers import free_port
 
 from segapp import dicomweb
 from segapp.io.dicom_seg import read_dicom_seg_labels

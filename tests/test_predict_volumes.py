@@ -146,7 +146,7 @@ def test_sharing_gives_each_input_to_exactly_one_process(tmp_path: Path) -> None
 
 
 def test_torchrun_two_processes_write_every_output_once(tiny_model_dir: Path, phantom, tmp_path: Path) -> None:
-    from conftest import torchrun_two_cpu
+    from helpers import torchrun_two_cpu
 
     inputs = tmp_path / "in"
     for name, orientation in (("a", "standard"), ("b", "transposed"), ("c", "rotated-180")):

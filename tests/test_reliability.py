@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 from hostile_corpus import HostileFile, hostile_corpus, write_corpus
 from PIL import Image
 

@@ -90,11 +90,8 @@ def read_dicom_series(
     Raises:
         InvalidVolumeError: See the module docstring's policies.
     """
-    is_zip = isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source)
     with _files_of(source) as paths:
-        by_series, skipped = _scan_headers(paths)
-        if not by_series:
-            raise InvalidVolumeError(_nothing_found(skipped, is_zip=is_zip))
+        by_series, skipped = _found_series(paths, source)
         chosen = _pick_series(by_series, series)
         slices = sorted(chosen, key=lambda s: float(np.dot(s.position, _normal(s.orientation))))
         _check_consistent(slices)
@@ -134,17 +131,24 @@ def list_series(source: Path | Sequence[str | os.PathLike[str]]) -> list[SeriesS
     Raises:
         InvalidVolumeError: Nothing usable (the same messages as :func:`read_dicom_series`).
     """
-    is_zip = isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source)
     with _files_of(source) as paths:
-        by_series, skipped = _scan_headers(paths)
-    if not by_series:
-        raise InvalidVolumeError(_nothing_found(skipped, is_zip=is_zip))
+        by_series, _ = _found_series(paths, source)
     return [
         SeriesSummary(uid=uid, modality=str(frames[0].header.get("Modality", "?")),
                       description=str(frames[0].header.get("SeriesDescription", "") or "")[:64],
                       slices=len(frames), rows=frames[0].rows, columns=frames[0].columns)
         for uid, frames in by_series.items()
     ]
+
+
+def _found_series(paths: Sequence[Path], source: Path | Sequence[str | os.PathLike[str]]
+                  ) -> tuple[dict[str, list[_Slice]], dict[str, int]]:
+    """The image series among ``paths`` (see :func:`_scan_headers`); refuses a source without one."""
+    by_series, skipped = _scan_headers(paths)
+    if not by_series:
+        is_zip = isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source)
+        raise InvalidVolumeError(_nothing_found(skipped, is_zip=is_zip))
+    return by_series, skipped
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from segapp.labels import ID2LABEL
 from segapp.model.processing import ProcessingConfig

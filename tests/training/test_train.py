@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import torchrun_two_cpu
+from helpers import torchrun_two_cpu
 from PIL import Image
 
 from segapp.inference.segmenter import Segmenter

@@ -1,0 +1,55 @@
+"""Helpers the tests import (not fixtures): tiny SegFormer models, free loopback ports, torchrun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = {
+    "hidden_sizes": [16, 32, 40, 64],
+    "depths": [1, 1, 1, 1],
+    "decoder_hidden_size": 32,
+    "num_attention_heads": [1, 2, 5, 8],
+}
+
+
+def make_tiny_model(num_labels: int = 4, seed: int = 0):
+    """A SegFormer with the B0 layout but a few thousand parameters, random weights."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    torch.manual_seed(seed)
+    return SegformerForSemanticSegmentation(SegformerConfig(num_labels=num_labels, **TINY)).eval()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_two_cpu(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Two CPU processes under torchrun (gloo), running this checkout's segapp; killed as a group on a hang."""
+    import segapp
+
+    repo = str(Path(segapp.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", *args]
+    # Own process group, so a hang cannot leave torchrun's workers running after the test.
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout} s")
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
