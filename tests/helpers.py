@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +56,18 @@ def torchrun_two_cpu(*args: str, timeout: float = 240) -> subprocess.CompletedPr
         process.communicate()
         pytest.fail(f"torchrun did not finish in {timeout} s")
     return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+
+
+@contextlib.contextmanager
+def served_page(segmenter: Any, examples_dir: Path | None) -> Iterator[str]:
+    """The page (``build_demo``) on a free loopback port with the app's style sheet; its URL."""
+    from segapp.ui import build_demo, launch_options
+
+    root = Path(__file__).resolve().parents[1]
+    demo = build_demo(segmenter, examples_dir=examples_dir)
+    options = launch_options(port=free_port(), css_path=root / "assets" / "style.css")
+    _, url, _ = demo.launch(**options, prevent_thread_lock=True, quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()

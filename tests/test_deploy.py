@@ -19,7 +19,6 @@ import runpy
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from helpers import free_port
 from huggingface_hub import HfApi, RepoUrl, SpaceHardware, metadata_load
 from huggingface_hub.utils import filter_repo_objects
 from packaging.requirements import Requirement
@@ -50,12 +50,6 @@ README = ROOT / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- reading the Dockerfile

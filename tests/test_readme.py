@@ -13,7 +13,6 @@ import re
 import runpy
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import free_port
 from PIL import Image
 
 from segapp.bundled import EXAMPLES_DIR
@@ -63,16 +63,10 @@ def slices_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python app.py`` on the bundled weights, on a free port, until the module ends."""
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("readme-app")
     env = {k: v for k, v in os.environ.items() if k not in ("SEGAPP_WEIGHTS", "SEGAPP_AUTH")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(folder / "cache"))

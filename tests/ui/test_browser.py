@@ -5,15 +5,14 @@ Skipped when Playwright or Chromium is missing. Writes ``test-artifacts/app-page
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from helpers import served_page
 from PIL import Image
 
 from segapp.synthetic import generate_slice
-from segapp.ui import build_demo, launch_options
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -22,12 +21,6 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +46,8 @@ def slices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def page_url(tiny_segmenter, slices):
-    demo = build_demo(tiny_segmenter, examples_dir=slices["examples"])
-    options = launch_options(port=free_port(), css_path=ROOT / "assets" / "style.css")
-    _, url, _ = demo.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
+    with served_page(tiny_segmenter, slices["examples"]) as url:
         yield url
-    finally:
-        demo.close()
 
 
 def _stats_text(page) -> str:

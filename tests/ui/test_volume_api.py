@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_app_api import free_port  # the slice API tests' helper (pytest puts this folder on sys.path)
+from helpers import free_port
 
 from segapp.io.volume import read_volume
 from segapp.ui import build_demo, launch_options

@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from helpers import served_page
 
 from segapp.bench.browser import open_volume, percentile, time_slice_steps
-from segapp.ui import build_demo, launch_options
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -25,15 +25,8 @@ TIMEOUT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def page_url(tiny_segmenter):
-    from test_app_api import free_port  # pytest puts this folder on sys.path
-
-    demo = build_demo(tiny_segmenter, examples_dir=None)
-    options = launch_options(port=free_port(), css_path=ROOT / "assets" / "style.css")
-    _, url, _ = demo.launch(**options, prevent_thread_lock=True, quiet=True)
-    try:
+    with served_page(tiny_segmenter, None) as url:
         yield url
-    finally:
-        demo.close()
 
 
 def _slice(page) -> int:
