@@ -634,7 +634,8 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, o
     rows = []
     for key, group in sorted(groups.items()):
         try:
-            volume = read_png_slices([e.path for e in group], max_voxels=DEFAULT_MAX_VOXELS)
+            volume = read_png_slices([e.path for e in group], max_voxels=DEFAULT_MAX_VOXELS,
+                                     decoded={e.path: kept[e].image.pixels for e in group})  # no second read
         except InvalidVolumeError as exc:
             report.fail(key, f"not written as a volume: {exc}")
             continue

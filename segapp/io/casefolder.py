@@ -11,7 +11,7 @@ the origin at the first voxel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,16 @@ def read_case_folder(folder: Path, *, max_voxels: int) -> ScanVolume:
     return _read(_named_pngs(folder), max_voxels=max_voxels)
 
 
-def read_png_slices(paths: Sequence[Path], *, max_voxels: int) -> ScanVolume:
-    """Read a list of competition-named PNG slices (an upload) of one case-day."""
+def read_png_slices(paths: Sequence[Path], *, max_voxels: int,
+                    decoded: Mapping[Path, np.ndarray] | None = None) -> ScanVolume:
+    """Read a list of competition-named PNG slices (an upload) of one case-day.
+
+    Args:
+        paths: The slice files.
+        max_voxels: Largest accepted voxel count.
+        decoded: Slices the slice reader has already read, (H, W) uint8 by path: used as they
+            are instead of reading the files again.
+    """
     named = []
     for path in paths:
         name = parse_slice_name(path)
@@ -62,10 +70,11 @@ def read_png_slices(paths: Sequence[Path], *, max_voxels: int) -> ScanVolume:
                 "(slice_SSSS_W_H_PW_PH.png in a caseN_dayD folder, or caseN_dayD_slice_SSSS_W_H_PW_PH.png)."
             )
         named.append((path, name))
-    return _read(named, max_voxels=max_voxels)
+    return _read(named, max_voxels=max_voxels, decoded=decoded)
 
 
-def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume:
+def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int,
+          decoded: Mapping[Path, np.ndarray] | None = None) -> ScanVolume:
     from segapp.io.image import InvalidImageError, read_image
 
     if not named:
@@ -85,13 +94,16 @@ def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int) -> ScanVolume
     check_voxels(len(named) * height * width, max_voxels)
     planes = []
     for path, name in named:
-        try:
-            scan = read_image(path)
-        except InvalidImageError as exc:
-            raise InvalidVolumeError(f"Slice {name.slice}: {exc}") from None
-        if scan.size != (height, width):
-            raise InvalidVolumeError(f"Slice {name.slice} is {scan.width} x {scan.height}, not the {width} x {height} its name says.")
-        planes.append(scan.pixels)
+        if decoded is not None and path in decoded:
+            pixels = decoded[path]
+        else:
+            try:
+                pixels = read_image(path).pixels
+            except InvalidImageError as exc:
+                raise InvalidVolumeError(f"Slice {name.slice}: {exc}") from None
+        if pixels.shape != (height, width):
+            raise InvalidVolumeError(f"Slice {name.slice} is {pixels.shape[1]} x {pixels.shape[0]}, not the {width} x {height} its name says.")
+        planes.append(pixels)
     voxels = np.stack(planes)
     gaps = [a for a, b in zip(numbers, numbers[1:]) if a - b != 1]
     notes = () if not gaps else (f"slice numbers skip after {gaps[:5]}: slices stacked without the gaps",)
