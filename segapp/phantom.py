@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segapp.cli import non_negative_int
+from segapp.synthetic.anatomy import ANATOMIES, STYLES
 from segapp.synthetic.dataset import generate_dataset
 from segapp.synthetic.volume_files import ORIENTATIONS, generate_volumes
 
@@ -36,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace train/, valid/, train.csv in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--style", default="mixed", choices=(*STYLES, "mixed"),
+                        help="contrast family: bssfp, t2 (HASTE-like), t1, or mixed: drawn per case "
+                             "(bssfp 0.5, t2 0.3, t1 0.2; default)")
+    parser.add_argument("--anatomy", default="standard", choices=ANATOMIES,
+                        help="variant: obese habitus, body cut by the field, arms down, ptosis "
+                             "(for generalisation checks; default standard)")
     volumes = parser.add_argument_group("volumes (--format nifti or dicom)")
     volumes.add_argument("--format", dest="file_format", default="slices", choices=("slices", "nifti", "dicom"),
                          help="slices: PNG data sets (default); nifti: image + label pairs; dicom: MR series")
@@ -60,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             workers=max(1, args.workers),
             overwrite=args.overwrite,
+            style=args.style,
+            anatomy=args.anatomy,
         )
     except FileExistsError as exc:
         print(f"error: {exc}; pass --overwrite to replace its train/, valid/ and train.csv", file=sys.stderr)
@@ -80,7 +89,8 @@ def _write_volumes(args: argparse.Namespace) -> int:
         print(f"error: {args.out} is not empty; pass --overwrite to write into it", file=sys.stderr)
         return 2
     written = generate_volumes(args.out, cases=args.cases, seed=args.seed, file_format=args.file_format,
-                               slices=args.slices, orientation=args.orientation, reverse=args.reverse)
+                               slices=args.slices, orientation=args.orientation, reverse=args.reverse,
+                               style=args.style, anatomy=args.anatomy)
     print(f"wrote {len(written)} phantom volume(s) as {args.file_format} to {args.out}")
     return 0
 

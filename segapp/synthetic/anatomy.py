@@ -32,6 +32,16 @@ PROTOCOLS: tuple[tuple[int, int, float], ...] = (
 PROTOCOL_WEIGHTS: tuple[float, ...] = (0.55, 0.25, 0.10, 0.10)
 ORGANS: tuple[str, ...] = tuple(label.name for label in FOREGROUND)  # draw order = id order
 SPAN_MM = SLICES_PER_SCAN * SLICE_THICKNESS_MM  # the whole scan's length along z
+# Contrast families ("styles") and how often a case draws each when the style is "mixed".
+# bssfp: the real data's balanced SSFP (fluid and fat bright, India-ink lines); t2: single-shot
+# T2 (HASTE-like: fluid very bright, fat bright-ish, muscle dark, flow voids); t1: T1 gradient
+# echo (fat bright, fluid and bowel contents dark or grey, liver brighter than spleen).
+STYLES: tuple[str, ...] = ("bssfp", "t2", "t1")
+STYLE_WEIGHTS: tuple[float, ...] = (0.5, 0.3, 0.2)
+# Anatomy variants. "variant" is what no standard case shows, for generalisation checks: an obese
+# habitus (subcutaneous fat 36-55 mm against 8-32 mm), the body always cut by the field of view
+# with the arms beside it, and ptosis (stomach and transverse colon sagging 40-80 mm lower).
+ANATOMIES: tuple[str, ...] = ("standard", "variant")
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
@@ -75,6 +85,12 @@ class Body:
         z_amp: Relative swing of the half-width along z.
         z_phase: Phase of that swing (radians).
         lobes: (height, phase) of the outline's angular harmonics 2, 3, 4, 5.
+        arms: Whether the arms lie beside the body (else they are raised out of the field).
+        arm_gap: Air between the body's side and each arm.
+        arm_ax: Half-width of an arm.
+        arm_by: Half-height of an arm.
+        arm_dy: Arm centre y relative to ``cy`` (> 0: behind).
+        arm_fat: Subcutaneous fat of the arms.
     """
 
     cx: float
@@ -90,6 +106,12 @@ class Body:
     z_amp: float
     z_phase: float
     lobes: tuple[tuple[float, float], ...]
+    arms: bool
+    arm_gap: float
+    arm_ax: float
+    arm_by: float
+    arm_dy: float
+    arm_fat: float
 
     @property
     def cavity_a(self) -> float:
@@ -158,6 +180,8 @@ class Layout:
         disc_phase: Phase of the 33 mm vertebral period (0..33).
         gallbladder: Whether the patient has one.
         bladder_half_width: The bladder's half-width when full.
+        z_pancreas: Centre z of the pancreas's head (its tail lies 10-25 mm higher).
+        pancreas_r: Half-thickness of the pancreas.
     """
 
     vertebra_r: float
@@ -181,11 +205,13 @@ class Layout:
     disc_phase: float
     gallbladder: bool
     bladder_half_width: float
+    z_pancreas: float
+    pancreas_r: float
 
 
 @dataclass(frozen=True)
 class Levels:
-    """The day's signal of each tissue (relative; subcutaneous fat = 1).
+    """The day's signal of each tissue (relative; subcutaneous fat = 1), for the case's style.
 
     The renderer looks a tissue's level up by its name (``getattr(levels, "liver")``), so
     every tissue it paints is a field or a property here.
@@ -197,12 +223,14 @@ class Levels:
     muscle: float
     liver: float
     spleen: float
-    kidney: float
+    kidney: float  # the cortex
+    medulla: float
+    pancreas: float
     marrow: float
-    cortex: float
+    cortex: float  # of bone
     disc: float
     csf: float
-    blood: float  # flowing blood: bright in bSSFP, dark (flow void) in some scans
+    blood: float  # flowing blood: bright in bSSFP, dark (flow void) in T2, either in T1
     fluid: float
     lung: float
     heart: float
@@ -214,10 +242,6 @@ class Levels:
     sb_fluid_share: float  # not a signal: the share of small-bowel stretches filled with fluid
     lb_wall: float
     lb_stool: float
-
-    @property
-    def medulla(self) -> float:
-        return self.kidney * 1.1
 
     @property
     def sinus(self) -> float:
@@ -280,6 +304,13 @@ class Scanner:
         band_x: Horizontal scale of the banding pattern.
         band_y: Vertical scale of the banding pattern.
         band_tilt: Tilt of the banding pattern.
+        coil: Surface-coil gain at the body's front and back over its middle (0: none).
+        coil_post: The back coil's share of ``coil``.
+        coil_mm: How far (mm) the coils' extra gain reaches into the body.
+        shift_px: Chemical-shift displacement of fat along the columns (frequency axis), pixels.
+        ghost: Amplitude of the motion ghosts (0..1 of the signal).
+        ghost_rows: Ghosts repeat along the rows (phase axis vertical) rather than the columns.
+        ghost_step: The ghosts' spacing as a fraction of the field (1/2, 1/3, 1/4).
     """
 
     gamma: float
@@ -296,6 +327,13 @@ class Scanner:
     band_x: float
     band_y: float
     band_tilt: float
+    coil: float
+    coil_post: float
+    coil_mm: float
+    shift_px: int
+    ghost: float
+    ghost_rows: bool
+    ghost_step: float
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
@@ -323,6 +361,8 @@ class PhantomCase:
         texture: Two low-resolution noise volumes (knots along z, rows, cols) for texture
             that stays coherent from slice to slice.
         overlap: Whether the per-organ masks keep a one-pixel overlap where organs touch.
+        style: Contrast family, one of :data:`STYLES`.
+        anatomy: Anatomy variant, one of :data:`ANATOMIES`.
     """
 
     case_id: int
@@ -343,6 +383,8 @@ class PhantomCase:
     mesenteric_vessels: np.ndarray
     texture: tuple[np.ndarray, np.ndarray]
     overlap: bool
+    style: str = "bssfp"
+    anatomy: str = "standard"
 
     def organ_z_ranges(self) -> dict[str, tuple[float, float]]:
         """Organ name -> (first, last) z in mm where it can appear."""
@@ -355,40 +397,56 @@ def make_case(
     case_id: int = 1,
     day: int = 0,
     size: tuple[int, int] | None = None,
+    style: str = "mixed",
+    anatomy: str = "standard",
 ) -> PhantomCase:
     """Draw one patient-day's anatomy and scanner settings.
 
-    The patient (size, body, solid organs, organ routes) comes from ``rng``; the day
-    (bowel loops, fillings, contrast, noise) from a stream seeded by ``rng`` and
+    The patient (size, body, solid organs, organ routes, contrast family) comes from ``rng``;
+    the day (bowel loops, fillings, contrast, noise) from a stream seeded by ``rng`` and
     ``day``. So equally seeded ``rng`` with different days give one patient on two days.
+    The style changes only the tissues' signals and the acquisition: one ``rng`` gives the
+    same anatomy in every style.
 
     Args:
         rng: Random source; its state decides the case.
         case_id: Patient number, for names.
         day: Scan day, for names and the day-to-day changes.
         size: (width, height) in pixels, one of :data:`PROTOCOLS`; drawn when None.
+        style: One of :data:`STYLES`, or ``"mixed"``: drawn per patient with
+            :data:`STYLE_WEIGHTS`.
+        anatomy: One of :data:`ANATOMIES`.
 
     Returns:
         The case, ready for :func:`segapp.synthetic.rendering.render_slice`.
 
     Raises:
-        ValueError: ``size`` is not one of the real data's sizes.
+        ValueError: ``size`` is not one of the real data's sizes, or an unknown style or anatomy.
     """
+    if style != "mixed" and style not in STYLES:
+        raise ValueError(f"style {style!r} is not one of {', '.join(STYLES)} or mixed")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy {anatomy!r} is not one of {', '.join(ANATOMIES)}")
+    variant = anatomy == "variant"
     # The patient. The order of the draws is part of the output: keep it.
     width, height, spacing = _protocol(rng, size)
-    body = _draw_body(rng, width, height, spacing)
-    layout = _draw_layout(rng, body)
+    drawn_style = STYLES[int(rng.choice(len(STYLES), p=STYLE_WEIGHTS))]  # drawn always: draws in step
+    style = drawn_style if style == "mixed" else style
+    body = _draw_body(rng, width, height, spacing, variant)
+    layout = _draw_layout(rng, body, variant)
     liver_vessels, mesenteric_vessels = _draw_vessels(rng, body, layout)
     stomach_route, stomach_radius = _stomach_route(rng)
-    colon_route = _colon_route(rng, body, layout)
+    colon_route = _colon_route(rng, body, layout, variant)
 
-    # This day: contrast, fillings, bowel loops, scanner.
+    # This day: contrast, fillings, bowel loops, scanner. Signals and scanner come from their
+    # own stream, so that the style changes no anatomy.
     drng = np.random.default_rng([int(rng.integers(2**62)), int(day)])
-    levels = _draw_levels(drng)
+    lrng = np.random.default_rng([int(drng.integers(2**62)), STYLES.index(style)])
+    levels = _draw_levels(lrng, style)
     stomach, stomach_look = _stomach(drng, stomach_route, stomach_radius, body, layout, levels)
     large_bowel = _large_bowel(drng, colon_route, body, levels)
     small_bowel = _small_bowel(drng, _small_bowel_region(drng, body, layout), levels)
-    scanner = _draw_scanner(drng)
+    scanner = _draw_scanner(lrng, style)
     texture = (  # knots every 4 slices (organ scale) and every 2 slices (parenchyma)
         drng.normal(size=(SLICES_PER_SCAN // 4 + 2, 10, 10)).astype(F32),
         drng.normal(size=(SLICES_PER_SCAN // 2 + 2, 44, 44)).astype(F32),
@@ -412,6 +470,8 @@ def make_case(
         mesenteric_vessels=mesenteric_vessels,
         texture=texture,
         overlap=bool(drng.random() < 0.15),
+        style=style,
+        anatomy=anatomy,
     )
 
 
@@ -429,14 +489,17 @@ def _protocol(rng: np.random.Generator, size: tuple[int, int] | None) -> tuple[i
     raise ValueError(f"size {size!r} is not one of the real data's (width, height): {known}")
 
 
-def _draw_body(rng: np.random.Generator, width: int, height: int, spacing: float) -> Body:
+def _draw_body(rng: np.random.Generator, width: int, height: int, spacing: float, variant: bool) -> Body:
     """An ellipse wider than tall, flatter at the back; sizes in mm, so its size in pixels
-    follows the pixel spacing, and it fits the field of view."""
-    a = min(rng.uniform(148, 192), 0.485 * width * spacing)
+    follows the pixel spacing. It fits the field of view, except in about one case in four
+    (every ``variant`` case) of the narrower fields, which cut its sides as real scans often do."""
+    half_fov = 0.5 * width * spacing
+    cut = (rng.random() < 0.25 or variant) and half_fov < 230
+    a = rng.uniform(1.0, 1.1) * half_fov if cut else min(rng.uniform(148, 192), 0.97 * half_fov)
     b_ant, b_post = rng.uniform(105, 135), rng.uniform(92, 115)
     squeeze = min(1.0, 0.94 * height * spacing / (b_ant + b_post))
     b_ant, b_post = b_ant * squeeze, b_post * squeeze
-    fat = rng.uniform(8, 32) * min(1.0, a / 150)
+    fat = rng.uniform(36, 55) if variant else rng.uniform(8, 32) * min(1.0, a / 150)
     return Body(
         cx=rng.normal(0, 6),
         cy=(b_ant - b_post) / 2 + rng.normal(0, 5),
@@ -453,12 +516,19 @@ def _draw_body(rng: np.random.Generator, width: int, height: int, spacing: float
         lobes=tuple(  # height first, then phase, harmonic by harmonic
             (rng.uniform(0, 0.022) / (k - 1) ** 0.5, rng.uniform(0, 2 * math.pi)) for k in range(2, 6)
         ),
+        arms=bool(rng.random() < 0.45) or variant,
+        arm_gap=rng.uniform(2, 14),
+        arm_ax=rng.uniform(36, 50),
+        arm_by=rng.uniform(44, 60),
+        arm_dy=rng.uniform(-0.1, 0.35) * b_post,
+        arm_fat=rng.uniform(3, 14) * (1.8 if variant else 1.0),
     )
 
 
-def _draw_layout(rng: np.random.Generator, body: Body) -> Layout:
+def _draw_layout(rng: np.random.Generator, body: Body, variant: bool) -> Layout:
     """z-levels as fractions of the scan (lung bases at the top, hips at the bottom), and
-    the spine and kidneys relative to the body."""
+    the spine and kidneys relative to the body. ``variant``: a ptotic stomach, lower down."""
+    ptosis = rng.uniform(40, 80) / SPAN_MM * variant  # drawn always: the draws stay in step
     t_st = 0.2 + rng.uniform(-0.07, 0.07) + rng.normal(0, 0.015)
     t_lb0 = t_st + rng.uniform(0.05, 0.1)
     t_lb1 = t_lb0 + rng.uniform(0.36, 0.45)
@@ -466,7 +536,7 @@ def _draw_layout(rng: np.random.Generator, body: Body) -> Layout:
     return Layout(
         vertebra_r=r_vb,
         vertebra_y=body.cy + body.b_post - rng.uniform(48, 62) - 0.7 * body.fat,
-        z_stomach=t_st * SPAN_MM,
+        z_stomach=(t_st + ptosis) * SPAN_MM,
         stomach_length=rng.uniform(0.15, 0.21) * SPAN_MM,
         z_colon0=t_lb0 * SPAN_MM,
         z_colon1=t_lb1 * SPAN_MM,
@@ -493,6 +563,8 @@ def _draw_layout(rng: np.random.Generator, body: Body) -> Layout:
         disc_phase=rng.uniform(0, 33),
         gallbladder=bool(rng.random() < 0.6),
         bladder_half_width=rng.uniform(15, 45),
+        z_pancreas=(t_st + rng.uniform(0.13, 0.17)) * SPAN_MM,
+        pancreas_r=rng.uniform(8, 13),
     )
 
 
@@ -533,11 +605,12 @@ def _stomach_route(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     return route, rng.uniform(30, 42)
 
 
-def _colon_route(rng: np.random.Generator, body: Body, layout: Layout) -> np.ndarray:
+def _colon_route(rng: np.random.Generator, body: Body, layout: Layout, variant: bool) -> np.ndarray:
     """The colon's route: caecum -> ascending -> transverse (sagging) -> descending ->
     sigmoid -> rectum: rows x, y as fractions of the cavity, z in mm, radius factor,
-    haustra depth."""
+    haustra depth. ``variant``: the transverse colon sags 40-80 mm further."""
     z0, z1, sag = layout.z_colon0, layout.z_colon1, rng.uniform(0.0, 0.12) * SPAN_MM
+    sag += rng.uniform(40, 80) * variant  # drawn always: the draws stay in step
     y_rectum = (layout.vertebra_y - layout.vertebra_r - 22 - body.cy) / body.cavity_b_post
     zs = SPAN_MM
     route = np.array(
@@ -572,33 +645,49 @@ def _route_to_mm(route: np.ndarray, body: Body) -> np.ndarray:
 # The day
 
 
-def _draw_levels(drng: np.random.Generator) -> Levels:
-    contrast = drng.uniform(0.85, 1.15)
-    return Levels(
-        fat=1.0,
-        visceral=drng.uniform(0.72, 0.92),
-        skin=drng.uniform(0.45, 0.6),
-        muscle=drng.uniform(0.18, 0.28) * contrast,
-        liver=drng.uniform(0.28, 0.38) * contrast,
-        spleen=drng.uniform(0.45, 0.55) * contrast,
-        kidney=drng.uniform(0.5, 0.62) * contrast,
-        marrow=drng.uniform(0.6, 0.8),
-        cortex=0.06,
-        disc=drng.uniform(0.55, 0.75),
-        csf=drng.uniform(0.95, 1.15),
-        blood=drng.uniform(0.75, 1.1) if drng.random() < 0.75 else drng.uniform(0.08, 0.2),
-        fluid=drng.uniform(1.0, 1.25),
-        lung=drng.uniform(0.03, 0.08),
-        heart=drng.uniform(0.45, 0.6),
-        gas=0.02,
-        st_wall=drng.uniform(0.3, 0.42) * contrast,
-        sb_wall=drng.uniform(0.38, 0.5),
-        sb_fluid=drng.uniform(0.95, 1.2),
-        sb_chyme=drng.uniform(0.42, 0.6) * contrast,
-        sb_fluid_share=drng.uniform(0.25, 0.7),
-        lb_wall=drng.uniform(0.32, 0.45) * contrast,
-        lb_stool=drng.uniform(0.18, 0.34) * contrast,
-    )
+# Each style's signal ranges (subcutaneous fat = 1), drawn uniformly per day. The tissues in
+# _CONTRASTED are then scaled by one factor per day, so fat-to-organ contrast varies widely.
+_LEVEL_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "bssfp": dict(
+        visceral=(0.72, 0.92), skin=(0.45, 0.6), muscle=(0.18, 0.28), liver=(0.28, 0.38),
+        spleen=(0.45, 0.55), kidney=(0.5, 0.62), medulla=(0.55, 0.68), pancreas=(0.36, 0.5),
+        marrow=(0.6, 0.8), disc=(0.55, 0.75), csf=(0.95, 1.15), fluid=(1.0, 1.25), lung=(0.03, 0.08),
+        heart=(0.45, 0.6), st_wall=(0.3, 0.42), sb_wall=(0.38, 0.5), sb_fluid=(0.95, 1.2),
+        sb_chyme=(0.42, 0.6), lb_wall=(0.32, 0.45), lb_stool=(0.18, 0.34),
+    ),
+    "t2": dict(  # HASTE-like: fluid far above fat, muscle dark, flow voids
+        visceral=(0.78, 0.95), skin=(0.4, 0.55), muscle=(0.08, 0.15), liver=(0.18, 0.28),
+        spleen=(0.38, 0.52), kidney=(0.42, 0.55), medulla=(0.55, 0.75), pancreas=(0.28, 0.4),
+        marrow=(0.5, 0.7), disc=(0.7, 1.0), csf=(1.5, 1.9), fluid=(1.5, 2.0), lung=(0.02, 0.05),
+        heart=(0.1, 0.25), st_wall=(0.18, 0.3), sb_wall=(0.18, 0.3), sb_fluid=(1.4, 1.9),
+        sb_chyme=(0.35, 0.6), lb_wall=(0.18, 0.3), lb_stool=(0.15, 0.35),
+    ),
+    "t1": dict(  # gradient echo: fat bright, fluid dark, liver above spleen, pancreas bright
+        visceral=(0.85, 1.0), skin=(0.35, 0.5), muscle=(0.2, 0.3), liver=(0.4, 0.55),
+        spleen=(0.25, 0.35), kidney=(0.3, 0.4), medulla=(0.18, 0.26), pancreas=(0.5, 0.65),
+        marrow=(0.7, 0.9), disc=(0.2, 0.3), csf=(0.05, 0.12), fluid=(0.06, 0.15), lung=(0.02, 0.05),
+        heart=(0.3, 0.4), st_wall=(0.3, 0.4), sb_wall=(0.3, 0.4), sb_fluid=(0.08, 0.2),
+        sb_chyme=(0.25, 0.45), lb_wall=(0.3, 0.4), lb_stool=(0.25, 0.5),
+    ),
+}
+_CONTRASTED = ("muscle", "liver", "spleen", "kidney", "medulla", "pancreas", "heart", "st_wall", "sb_wall",
+               "sb_chyme", "lb_wall", "lb_stool")
+# Flowing blood: (share of days with bright blood, bright range, dark range).
+_BLOOD = {"bssfp": (0.75, (0.75, 1.1), (0.08, 0.2)), "t2": (0.1, (0.5, 0.8), (0.03, 0.12)),
+          "t1": (0.5, (0.6, 0.9), (0.05, 0.15))}
+
+
+def _draw_levels(lrng: np.random.Generator, style: str) -> Levels:
+    """The day's signals in ``style``: every range drawn (in a fixed order), then the organs
+    scaled by a contrast factor 0.7-1.45 against fat."""
+    values = {name: float(lrng.uniform(lo, hi)) for name, (lo, hi) in _LEVEL_RANGES[style].items()}
+    contrast = lrng.uniform(0.7, 1.45)
+    for name in _CONTRASTED:
+        values[name] *= contrast
+    share, bright, dark = _BLOOD[style]
+    blood = lrng.uniform(*bright) if lrng.random() < share else lrng.uniform(*dark)
+    return Levels(fat=1.0, cortex=0.06, gas=0.02, blood=float(blood),
+                  sb_fluid_share=float(lrng.uniform(0.25, 0.7)), **values)
 
 
 def _stomach(
@@ -616,10 +705,12 @@ def _stomach(
     radius = radius * (drng.uniform(0.85, 1.15), drng.uniform(0.75, 1.05), drng.uniform(0.5, 0.65))[kind]
     z = layout.z_stomach + 0.8 * radius + route[:, 2] * layout.stomach_length
     dense, _ = catmull_rom(np.column_stack([_route_to_mm(route, body), z, route[:, 3] * radius]), 3.0)
-    level = (levels.fluid, drng.uniform(0.5, 0.7), drng.uniform(0.35, 0.5))[kind]
+    level = (levels.fluid, levels.sb_chyme * drng.uniform(1.0, 1.3), levels.st_wall * drng.uniform(1.0, 1.3))[kind]
     chain = Chain(dense[:, :3].astype(F32), dense[:, 3].astype(F32), np.full(len(dense), level, F32))
+    # Gas rises to the front (supine): a level in 3 of 10 filled stomachs, mostly gas in 1 of 8.
+    gas, level_share, gas_share = drng.random(), drng.uniform(0.12, 0.4), drng.uniform(0.7, 1.0)
     look = StomachLook(
-        gas_share=drng.uniform(0.12, 0.35) if kind != 2 and drng.random() < 0.45 else 0.0,
+        gas_share=0.0 if kind == 2 or gas >= 0.425 else level_share if gas < 0.3 else gas_share,
         wall_mm=(drng.uniform(3, 5), drng.uniform(3, 5), drng.uniform(6, 9))[kind],
         folds=(0.12, 0.36, 0.48)[kind],
         rugae=(0.0, 0.35, 0.75)[kind],
@@ -669,7 +760,7 @@ def _small_bowel_region(drng: np.random.Generator, body: Body, layout: Layout) -
         cx_top=body.cx + 0.15 * body.cavity_a,
         cx_bottom=body.cx - 0.08 * body.cavity_a,
         cy=(front + back) / 2,
-        ax=0.56 * body.cavity_a,
+        ax=0.62 * body.cavity_a,
         ay=0.5 * (back - front),
         z0=layout.z_colon0 + drng.uniform(0.03, 0.08) * SPAN_MM,
         z1=layout.z_colon1 - drng.uniform(0.03, 0.09) * SPAN_MM,
@@ -683,7 +774,7 @@ def _small_bowel(rng: np.random.Generator, region: _Region, levels: Levels) -> C
     occupied: dict[tuple[int, int, int], int] = {}  # shared: later tubes avoid earlier ones
     n_tubes = int(rng.integers(3, 6))
     volume = 4 / 3 * math.pi * region.ax * region.ay * az  # mm^3
-    length = rng.uniform(0.5, 0.75) * volume / n_tubes  # mm^3 of tube each
+    length = rng.uniform(0.8, 1.1) * volume / n_tubes  # mm^3 of tube each: loops packed tightly
     parts = []
     for _ in range(n_tubes):
         radius = float(rng.uniform(10, 14))
@@ -756,20 +847,29 @@ def _walk_tube(
     return pts
 
 
-def _draw_scanner(drng: np.random.Generator) -> Scanner:
+def _draw_scanner(lrng: np.random.Generator, style: str) -> Scanner:
+    """The day's acquisition. India ink is bSSFP's (and opposed-phase T1's); HASTE blurs more."""
+    ink = {"bssfp": (0.35, 0.75), "t2": (0.0, 0.25), "t1": (0.0, 0.8)}[style]
     return Scanner(
-        gamma=drng.uniform(0.75, 1.3),
-        noise=drng.uniform(0.03, 0.07),
-        blur_passes=int(drng.integers(1, 3)),
-        ink=drng.uniform(0.35, 0.75),
-        scale=drng.uniform(700, 4000),
-        bx=drng.normal(0, 0.2),
-        by=drng.normal(0, 0.2),
-        bxx=drng.normal(0, 0.15),
-        byy=drng.uniform(0.0, 0.45),
-        bxy=drng.normal(0, 0.1),
-        bands=drng.uniform(0.9, 1.8) if drng.random() < 0.25 else 0.0,  # bSSFP banding in 1 of 4
-        band_x=drng.uniform(0.85, 1.2),
-        band_y=drng.uniform(0.85, 1.2),
-        band_tilt=drng.normal(0, 0.3),
+        gamma=lrng.uniform(0.75, 1.3),
+        noise=lrng.uniform(0.03, 0.07),
+        blur_passes=int(lrng.integers(1, 3)) + (style == "t2"),
+        ink=lrng.uniform(*ink),
+        scale=lrng.uniform(700, 4000),
+        bx=lrng.normal(0, 0.15),
+        by=lrng.normal(0, 0.15),
+        bxx=lrng.normal(0, 0.12),
+        byy=lrng.uniform(0.0, 0.3),
+        bxy=lrng.normal(0, 0.1),
+        bands=lrng.uniform(0.9, 1.8) if style == "bssfp" and lrng.random() < 0.5 else 0.0,  # 1 in 4 overall
+        band_x=lrng.uniform(0.85, 1.2),
+        band_y=lrng.uniform(0.85, 1.2),
+        band_tilt=lrng.normal(0, 0.3),
+        coil=lrng.uniform(0.15, 1.3),
+        coil_post=lrng.uniform(0.3, 1.0),
+        coil_mm=lrng.uniform(35, 80),
+        shift_px=int(lrng.integers(0, 3)),
+        ghost=lrng.uniform(0.0, 0.06),
+        ghost_rows=bool(lrng.random() < 0.7),
+        ghost_step=float(lrng.choice([0.5, 1 / 3, 0.25])),
     )

@@ -20,7 +20,7 @@ from PIL import Image
 
 from segapp.io.files import atomic_file
 from segapp.io.rle import rle_encode
-from segapp.synthetic.anatomy import SLICE_THICKNESS_MM, SLICES_PER_SCAN, make_case
+from segapp.synthetic.anatomy import ANATOMIES, SLICE_THICKNESS_MM, SLICES_PER_SCAN, STYLES, make_case
 from segapp.synthetic.rendering import PhantomSlice, render_slice
 
 CSV_CLASSES: tuple[str, ...] = ("large_bowel", "small_bowel", "stomach")  # the real CSV's row order
@@ -49,7 +49,12 @@ def slice_rng(seed: int, case_id: int, day: int, z_index: int) -> np.random.Gene
 
 
 def generate_slice(
-    seed: int, *, size: tuple[int, int] | None = None, empty: bool | None = None
+    seed: int,
+    *,
+    size: tuple[int, int] | None = None,
+    empty: bool | None = None,
+    style: str = "mixed",
+    anatomy: str = "standard",
 ) -> PhantomSlice:
     """One phantom slice from its own case.
 
@@ -58,17 +63,20 @@ def generate_slice(
         size: (width, height), one of :data:`PROTOCOLS`; drawn when None.
         empty: True: a slice without any target organ; False: one with at least one
             organ pixel; None: any slice (about half are empty, as in the real data).
+        style: Contrast family, one of :data:`STYLES`, or ``"mixed"`` (drawn per case).
+            One seed gives the same anatomy and slice in every style.
+        anatomy: One of :data:`ANATOMIES`.
 
     Returns:
         The slice.
 
     Raises:
-        ValueError: Negative seed or unknown size.
+        ValueError: Negative seed, unknown size, style or anatomy.
     """
     seed = _check_seed(seed)
     rng = np.random.default_rng([seed, 0x5EED])
     case_id, day = int(rng.integers(1, 160)), int(rng.integers(0, 40))
-    case = make_case(rng, case_id=case_id, day=day, size=size)
+    case = make_case(rng, case_id=case_id, day=day, size=size, style=style, anatomy=anatomy)
     order = rng.permutation(case.n_slices).tolist()
     if empty is not None:  # try likely slices first (by the chains' z-ranges); rendering decides
         ranges = case.organ_z_ranges().values()
@@ -81,14 +89,17 @@ def generate_slice(
     raise RuntimeError(f"seed {seed}: no slice with empty={empty}")  # pragma: no cover
 
 
-def dataset_slice(seed: int, case_id: int, day: int, slice_index: int) -> PhantomSlice:
-    """The slice that :func:`generate_dataset` writes for this seed and name.
+def dataset_slice(seed: int, case_id: int, day: int, slice_index: int, *, style: str = "mixed",
+                  anatomy: str = "standard") -> PhantomSlice:
+    """The slice that :func:`generate_dataset` writes for this seed, name and style options.
 
     Args:
         seed: The data set's seed.
         case_id: N of ``caseN``.
         day: D of ``dayD``.
         slice_index: SSSS of ``slice_SSSS`` (1-based).
+        style: As :func:`generate_dataset`'s.
+        anatomy: As :func:`generate_dataset`'s.
 
     Returns:
         The slice, identical to the written one (image, masks, name).
@@ -96,7 +107,7 @@ def dataset_slice(seed: int, case_id: int, day: int, slice_index: int) -> Phanto
     seed = _check_seed(seed)
     if not 1 <= slice_index <= SLICES_PER_SCAN:
         raise ValueError(f"slice_index {slice_index} outside 1..{SLICES_PER_SCAN}")
-    case = make_case(case_rng(seed, case_id), case_id=case_id, day=day)
+    case = make_case(case_rng(seed, case_id), case_id=case_id, day=day, style=style, anatomy=anatomy)
     return render_slice(case, slice_index - 1, slice_rng(seed, case_id, day, slice_index - 1))
 
 
@@ -116,11 +127,14 @@ class _Job:
     slices: tuple[int, ...]  # 0-based z indices
     split: str
     raw: bool
+    style: str
+    anatomy: str
 
 
 def _run_job(job: _Job, out: Path) -> tuple[list[list[str]], int, str]:
     """Render and write one job. Returns CSV rows (raw layout), empty slices, size WxH."""
-    case = make_case(case_rng(job.seed, job.case_id), case_id=job.case_id, day=job.day)
+    case = make_case(case_rng(job.seed, job.case_id), case_id=job.case_id, day=job.day, style=job.style,
+                     anatomy=job.anatomy)
     rows: list[list[str]] = []
     empty = 0
     for z_index in job.slices:
@@ -138,7 +152,7 @@ def _run_job(job: _Job, out: Path) -> tuple[list[list[str]], int, str]:
     return rows, empty, f"{case.width}x{case.height}"
 
 
-def _plan(seed: int, train: int, valid: int, raw: bool) -> list[_Job]:
+def _plan(seed: int, train: int, valid: int, raw: bool, style: str, anatomy: str) -> list[_Job]:
     """Split the slice counts into case-day jobs. Each case has 1-3 days; valid cases are
     numbered after the train cases, so the splits share no patient."""
     rng = np.random.default_rng([seed, 0x91A])
@@ -158,7 +172,7 @@ def _plan(seed: int, train: int, valid: int, raw: bool) -> list[_Job]:
                 else:  # slices anywhere in the scan
                     n = min(left, int(rng.integers(NOTEBOOK_CASE_SLICES[0], NOTEBOOK_CASE_SLICES[1] + 1)))
                     slices = tuple(sorted(rng.choice(SLICES_PER_SCAN, size=n, replace=False).tolist()))
-                jobs.append(_Job(seed, case_id, int(day), slices, split, raw))
+                jobs.append(_Job(seed, case_id, int(day), slices, split, raw, style, anatomy))
                 left -= n
     return jobs
 
@@ -191,6 +205,8 @@ def generate_dataset(
     progress: bool = True,
     workers: int = 1,
     overwrite: bool = False,
+    style: str = "mixed",
+    anatomy: str = "standard",
 ) -> dict:
     """Write a phantom data set in the notebook's layout or the competition's raw layout.
 
@@ -215,13 +231,16 @@ def generate_dataset(
         workers: Processes to render with; the files do not depend on it.
         overwrite: In a non-empty ``out``, delete this generator's outputs (``train/``,
             ``valid/``, ``train.csv``) first; other files stay.
+        style: Contrast family of every case (:data:`STYLES`), or ``"mixed"``: each patient
+            draws one (bssfp 0.5, t2 0.3, t1 0.2). A case's anatomy is the same in every style.
+        anatomy: ``"standard"`` or ``"variant"`` (:data:`ANATOMIES`).
 
     Returns:
         Summary: ``out``, ``layout``, ``train``, ``valid``, ``train_cases`` and
         ``valid_cases`` (case ids), ``case_days``, ``empty_share``, ``sizes`` (slices per WxH).
 
     Raises:
-        ValueError: Negative counts or seed, or ``valid`` > 0 with ``raw``.
+        ValueError: Negative counts or seed, ``valid`` > 0 with ``raw``, unknown style or anatomy.
         FileExistsError: ``out`` is not empty and ``overwrite`` is False.
     """
     out, seed = Path(out), _check_seed(seed)
@@ -235,7 +254,11 @@ def generate_dataset(
         for name in ("train", "valid"):
             shutil.rmtree(out / name, ignore_errors=True)
         (out / "train.csv").unlink(missing_ok=True)
-    jobs = _plan(seed, train, valid, raw)
+    if style != "mixed" and style not in STYLES:
+        raise ValueError(f"style {style!r} is not one of {', '.join(STYLES)} or mixed")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy {anatomy!r} is not one of {', '.join(ANATOMIES)}")
+    jobs = _plan(seed, train, valid, raw, style, anatomy)
     out.mkdir(parents=True, exist_ok=True)
     for split in () if raw else ("train", "valid"):
         for kind in ("images", "masks"):

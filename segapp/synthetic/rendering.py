@@ -47,6 +47,7 @@ class PhantomSlice:
         case: Patient number.
         day: Scan day.
         slice_index: Slice number as in the file names (1-based).
+        style: The case's contrast family (:data:`segapp.synthetic.STYLES`).
     """
 
     image16: np.ndarray
@@ -56,6 +57,7 @@ class PhantomSlice:
     case: int
     day: int
     slice_index: int
+    style: str = "bssfp"
 
     @property
     def image8(self) -> np.ndarray:
@@ -96,6 +98,7 @@ _TISSUES: dict[str, _Tissue] = {
     "muscle": _Tissue("medium", 0.15, 0.0, True),
     "kidney": _Tissue("medium", 0.12, 0.0, True),
     "medulla": _Tissue("medium", 0.3, 0.0, True),
+    "pancreas": _Tissue("fine", 0.35, 0.0, True),
     "sinus": _Tissue(None, 0.0, 1.0, True),
     "marrow": _Tissue("medium", 0.15, 1.0, True),
     "cortex": _Tissue(None, 0.0, 0.0, True),
@@ -257,6 +260,58 @@ def _paint_wall_and_cavity(c: _Canvas, cut: _BodyCut) -> None:
 _SIDES = (-1, 1)  # image left (the patient's right), image right
 
 
+def _paint_arms(c: _Canvas, case: PhantomCase, f: _Frame, cut: _BodyCut, z: float) -> None:
+    """The arms beside the body (when the case has them down): skin, a bright rim of fat,
+    muscle, and the humerus (radius and ulna below the elbow); the field may cut them."""
+    b = case.body
+    if not b.arms:
+        return
+    t = z / SPAN_MM
+    swell = 1 + 0.06 * math.sin(2 * math.pi * t + b.z_phase)  # the arm's calibre along z
+    ax, by = b.arm_ax * swell, b.arm_by * swell
+    outside = ~cut.inside
+    for side in _SIDES:
+        x, y = b.cx + side * (cut.a + b.arm_gap + ax), b.cy + b.arm_dy
+        reach = max(ax, by)
+        box = box_of(c.g, x - reach, x + reach, y - reach, y + reach)
+        if box is None:
+            continue
+        dx, dy = (c.g.xs[box[1]] - x)[None, :] / ax, (c.g.ys[box[0]] - y)[:, None] / by
+        rho = np.sqrt(dx * dx + dy * dy) * (1 + 0.03 * c.tex.coarse[box])
+        depth = (1 - rho) * min(ax, by)  # mm below the arm's skin, about
+        arm = (rho < 1) & outside[box]
+        fat = arm & (depth >= 1.5) & (depth < b.arm_fat)
+        sub = c.img[box]
+        sub[arm] = c.levels.skin
+        sub[fat] = c.levels.fat * (1 + 0.06 * c.tex.medium[box][fat])
+        muscle = arm & (depth >= b.arm_fat)
+        sub[muscle] = c.levels.muscle * (1 + 0.15 * c.tex.medium[box][muscle])
+        c.fat[box][fat] = 1.0
+        if t < 0.55:  # the upper arm: one bone, behind the middle
+            c.bone(x - side * 0.1 * ax, y + 0.15 * by, 0.3 * ax, 0.3 * ax)
+        else:  # the forearm: radius and ulna
+            for k in (-1, 1):
+                c.bone(x + k * 0.3 * ax, y + 0.1 * by, 0.2 * ax, 0.2 * ax)
+
+
+def _paint_pancreas(c: _Canvas, case: PhantomCase, f: _Frame, cut: _BodyCut, z: float) -> None:
+    """The pancreas across the spine: head (image left, lowest) in front of the vena cava,
+    body in front of the aorta, tail rising to the spleen; lobulated, bowel-sized."""
+    an = case.layout
+    r, h = an.pancreas_r, 1.8 * an.pancreas_r
+    if not an.z_pancreas - 25 - h < z < an.z_pancreas + h:
+        return
+    front = f.y_vb - f.r_vb - 32
+    for t in np.linspace(0.0, 1.0, 9).tolist():
+        zc = an.z_pancreas - 25 * t
+        s = ellipsoid_profile(z, zc - h, zc + h)
+        if s:
+            x = f.cx + f.a_c * (-0.28 + 0.85 * t)
+            y = front - 8 * math.sin(math.pi * t) + 22 * max(0.0, t - 0.6)
+            rr = r * s * (1.25 - 0.45 * t)
+            c.shape("pancreas", x, y, 1.2 * rr, rr, 0.3 * t, cut.cavity, wobble=0.3)
+
+
 def _paint_chest(c: _Canvas, case: PhantomCase, f: _Frame, cut: _BodyCut, z: float) -> None:
     """Lung bases (dark crescents against the back wall) and the heart (in front)."""
     s = ellipsoid_profile(z, -200, case.layout.z_lung_base)
@@ -273,11 +328,14 @@ def _paint_liver(c: _Canvas, case: PhantomCase, f: _Frame, cut: _BodyCut, z: flo
     """The right lobe fills the image left, the left lobe crosses in front higher up; veins
     inside, the gallbladder below."""
     z0, z1, cavity = case.layout.z_liver0, case.layout.z_liver1, cut.cavity
-    lobe = min(1.0, 1.6 * ellipsoid_profile(z, z0, z1 + 0.6 * (z1 - z0)))
+    lobe = min(1.0, 2.4 * ellipsoid_profile(z, z0, z1 + 0.6 * (z1 - z0)))
     if not (z < z1 and lobe):
         return
-    x = f.cx - f.a_c * (0.45 + 0.3 * (1 - lobe))
-    c.shape("liver", x, f.cy + 0.1 * f.b_cp, 0.6 * f.a_c * lobe, 1.05 * f.b_ca * lobe, -0.35, cavity)
+    # The right lobe fills most of the image's left half under the diaphragm, less lower down.
+    upper = max(0.0, 1 - (z - z0) / (0.6 * (z1 - z0)))
+    x = f.cx - f.a_c * (0.42 + 0.3 * (1 - lobe) - 0.12 * upper)
+    ax, by = f.a_c * lobe * (0.6 + 0.12 * upper), f.b_ca * lobe * (1.05 + 0.1 * upper)
+    c.shape("liver", x, f.cy + 0.1 * f.b_cp, ax, by, -0.35, cavity)
     s = ellipsoid_profile(z, z0, z0 + 0.75 * (z1 - z0))
     x, y = f.cx - 0.15 * f.a_c, f.cy - 0.55 * f.b_ca  # the left lobe, shorter along z
     c.shape("liver", x, y, 0.5 * f.a_c * s, 0.32 * f.b_ca * s, 0.2, cavity)
@@ -411,9 +469,11 @@ def _paint_mesenteric_vessels(c: _Canvas, case: PhantomCase, f: _Frame, cut: _Bo
 
 # Everything but the target organs, top to bottom of the body; a later one paints over.
 _PAINTERS = (
+    _paint_arms,
     _paint_chest,
     _paint_liver,
     _paint_spleen,
+    _paint_pancreas,
     _paint_back_muscles,
     _paint_kidneys,
     _paint_great_vessels,
@@ -506,11 +566,13 @@ def _small_bowel_look(c: _Canvas, case: PhantomCase, box: Box, organ: np.ndarray
 
 
 def _large_bowel_look(c: _Canvas, case: PhantomCase, box: Box, organ: np.ndarray, cut: _Cut) -> _Look:
-    """Thin wall; stool mottled, with small bright and dark bubbles."""
+    """Thin wall; stool mottled, with small dark gas bubbles."""
     _, field, level, _ = cut
     fine, medium = c.tex.fine[box], c.tex.medium[box]
     wall = organ & (field > -2.0)
     value = level * (1 + 0.7 * fine + 0.3 * medium)
+    bubbles = (fine > 0.75) & (level > 2 * case.levels.gas)  # the fine texture's top 2 %
+    value = np.where(bubbles, case.levels.gas, value)
     return wall, value, case.levels.lb_wall * (1 + 0.2 * fine)
 
 
@@ -576,17 +638,32 @@ def _masks(drawn: dict[str, np.ndarray], overlap: bool) -> tuple[np.ndarray, dic
 # Acquisition and the slice
 
 
+def _coil_gain(case: PhantomCase, g: Grid) -> np.ndarray:
+    """(H, 1) float32 gain of the front and back surface coils: highest at the body's front
+    and back, falling off over ``coil_mm`` into it; 1 in the middle, about."""
+    sc, b = case.scanner, case.body
+    ys = g.ys[:, None]
+    front = np.exp(-np.abs(ys - (b.cy - b.b_ant)) / F32(sc.coil_mm))
+    back = np.exp(-np.abs(ys - (b.cy + b.b_post)) / F32(sc.coil_mm))
+    return (1 + sc.coil * (front + sc.coil_post * back)).astype(F32)
+
+
 def _acquire(case: PhantomCase, g: Grid, signal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur (partial volume), gamma, coil bias, bSSFP banding, Rician noise -> (H, W) uint16."""
+    """Blur (partial volume), gamma, coil bias, bSSFP banding, motion ghosts, Rician noise
+    -> (H, W) uint16."""
     sc = case.scanner
     signal = blur(np.maximum(signal, 0.0), sc.blur_passes) ** F32(sc.gamma)
     x, y = g.X / g.xs[-1], g.Y / g.ys[-1]
     bias = np.exp(sc.bx * x + sc.by * y + sc.bxx * x * x + sc.byy * y * y + sc.bxy * x * y)
-    signal = signal * bias
+    signal = signal * bias * _coil_gain(case, g)
     if sc.bands:  # off-resonance grows towards the edge of the field: dark arcs there
         r2 = (x / sc.band_x) ** 2 + (y / sc.band_y) ** 2
         phase = sc.bands * r2 * r2 + sc.band_tilt * (x + y)
         signal = signal * (1 - 0.6 * np.exp(-((((phase % 1.0) - 0.5) / 0.03) ** 2)))
+    if sc.ghost:  # breathing: faint copies along the phase axis, wrapping around the field
+        axis = 0 if sc.ghost_rows else 1
+        step = int(round(sc.ghost_step * signal.shape[axis]))
+        signal = signal + F32(0.5 * sc.ghost) * (np.roll(signal, step, axis) + np.roll(signal, -step, axis))
     # Magnitude of complex Gaussian noise; the zero-filled reconstruction smooths it a little.
     sigma = F32(sc.noise)
     real = signal + sigma * rng.standard_normal(signal.shape, dtype=F32)
@@ -594,6 +671,17 @@ def _acquire(case: PhantomCase, g: Grid, signal: np.ndarray, rng: np.random.Gene
     magnitude = np.sqrt(real * real + imag * imag)
     magnitude = 0.6 * magnitude + 0.4 * blur(magnitude)
     return np.clip(np.rint(magnitude * F32(sc.scale)), 0, 65535).astype(np.uint16)
+
+
+def _chemical_shift(signal: np.ndarray, fat: np.ndarray, shift: int) -> np.ndarray:
+    """Fat's signal moved ``shift`` pixels along the columns (the frequency axis): a dark gap
+    on one side of each fat-water edge, a bright overlap on the other."""
+    if not shift:
+        return signal
+    fat_signal = signal * fat
+    out = signal - fat_signal
+    out[:, shift:] += fat_signal[:, :-shift]
+    return out
 
 
 def render_slice(case: PhantomCase, z_index: int, rng: np.random.Generator) -> PhantomSlice:
@@ -631,9 +719,11 @@ def render_slice(case: PhantomCase, z_index: int, rng: np.random.Generator) -> P
         paint(c, case, frame, cut, z)
     drawn = _paint_target_organs(c, case, cut, z)
 
-    # India ink: bSSFP cancels the signal of voxels that mix fat and water.
+    # India ink: bSSFP (and opposed-phase T1) cancels the signal of voxels that mix fat and
+    # water; then fat's chemical shift along the frequency axis.
     mixed = blur(c.fat, 2)
-    image16 = _acquire(case, g, c.img * (1 - case.scanner.ink * 4 * mixed * (1 - mixed)), rng)
+    signal = c.img * (1 - case.scanner.ink * 4 * mixed * (1 - mixed))
+    image16 = _acquire(case, g, _chemical_shift(signal, c.fat, case.scanner.shift_px), rng)
     mask, organ_masks = _masks(drawn, case.overlap)
     return PhantomSlice(
         image16=image16,
@@ -643,4 +733,5 @@ def render_slice(case: PhantomCase, z_index: int, rng: np.random.Generator) -> P
         case=case.case_id,
         day=case.day,
         slice_index=int(z_index) + 1,
+        style=case.style,
     )

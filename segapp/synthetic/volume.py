@@ -38,7 +38,8 @@ class PhantomVolume:
 
 
 def phantom_volume(seed: int, case_id: int, day: int, *, first: int = 1, count: int = SLICES_PER_SCAN,
-                   size: tuple[int, int] | None = None) -> PhantomVolume:
+                   size: tuple[int, int] | None = None, style: str = "mixed",
+                   anatomy: str = "standard") -> PhantomVolume:
     """Render slices ``first .. first + count - 1`` of a phantom patient-day.
 
     Args:
@@ -48,10 +49,12 @@ def phantom_volume(seed: int, case_id: int, day: int, *, first: int = 1, count: 
         first: First slice number (1-based).
         count: Number of consecutive slices.
         size: (width, height), one of :data:`segapp.synthetic.PROTOCOLS`; drawn when None.
+        style: Contrast family (:data:`segapp.synthetic.STYLES`) or ``"mixed"``.
+        anatomy: ``"standard"`` or ``"variant"``.
     """
     if not (first >= 1 and count >= 1 and first + count - 1 <= SLICES_PER_SCAN):
         raise ValueError(f"slices {first}..{first + count - 1} outside 1..{SLICES_PER_SCAN}")
-    case = make_case(case_rng(seed, case_id), case_id=case_id, day=day, size=size)
+    case = make_case(case_rng(seed, case_id), case_id=case_id, day=day, size=size, style=style, anatomy=anatomy)
     numbers = list(range(first + count - 1, first - 1, -1))  # feet first
     slices = [render_slice(case, n - 1, slice_rng(seed, case_id, day, n - 1)) for n in numbers]
     row_mm, col_mm = slices[0].spacing_mm

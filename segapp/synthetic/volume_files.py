@@ -196,7 +196,8 @@ def write_nifti_pair(volume: PhantomVolume, folder: str | Path, *, axcodes: str 
 
 
 def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str, slices: int = 144,
-                     orientation: str = "standard", reverse: bool = False) -> list[Path]:
+                     orientation: str = "standard", reverse: bool = False, style: str = "mixed",
+                     anatomy: str = "standard") -> list[Path]:
     """Write ``cases`` phantom patient-days as volumes.
 
     Args:
@@ -210,6 +211,8 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
         orientation: DICOM in-plane storage (:data:`ORIENTATIONS`), or ``mixed`` to cycle
             through them case by case.
         reverse: DICOM slices written head first.
+        style: Contrast family (:data:`segapp.synthetic.STYLES`) or ``"mixed"``.
+        anatomy: ``"standard"`` or ``"variant"``.
 
     Returns:
         The written series folders or image files.
@@ -225,7 +228,7 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
     out = Path(out)
     written = []
     for case in range(1, cases + 1):
-        volume = phantom_volume(seed, case, 0, first=first, count=slices)
+        volume = phantom_volume(seed, case, 0, first=first, count=slices, style=style, anatomy=anatomy)
         name = f"case{case}_day0"
         if file_format == "nifti":
             written.append(write_nifti_pair(volume, out, name=name)[0])
