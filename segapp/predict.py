@@ -33,6 +33,10 @@ DICOM headers).
 
 Slices of the same size are batched together (on the GPU when there is one). Files that
 cannot be read are reported and skipped; the exit status is 1 when anything failed.
+
+A 2.5D model (``segapp_context_offsets`` in its folder) gets each slice input with its neighbours
+of the same case-day among the inputs, found by their competition names; slices without any are
+segmented with themselves in every channel, and one ``note`` line counts them.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ Typical use::
     prediction = segmenter.predict("case1_day2_slice_0060_266_266_1.50_1.50.png")
     prediction.mask          # (H, W) uint8 class ids at the slice's own size
     prediction.stats["stomach"].area_mm2
+
+A 2.5D model (neighbouring slices as its input channels, :mod:`segapp.model.context`) reads whole
+volumes through :meth:`Segmenter.predict_volume`, or slices with their stacks through
+``predict_batch(..., stacks=...)``; a lone slice fills every channel and ``prediction.notice`` says so.
 """
 
 from __future__ import annotations
