@@ -159,7 +159,7 @@ def evaluate(
                                 min_region_px=min_region_px, runtime=runtime)
     # Predict once: the dataset metrics, the per-slice rows and the 3D volumes all score these masks.
     start = time.perf_counter()
-    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress)
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress, names=valid.names)
     spacings = [scan.spacing_mm for scan in valid.scans]
     result = score_slices(preds, valid.masks, spacings, hausdorff=hausdorff)
     # Model and 2D metrics, the same figure training-time validation reports.
@@ -268,16 +268,17 @@ def format_table(result: dict[str, Any]) -> str:
     competition = result.get("competition") or {}
     scored = "score" in competition
     columns = [c for c in PER_CLASS_METRICS if c in result]
-    header = "class        " + "".join(f"{c:>10}" for c in columns) + (f"{'hd3d_norm':>11}" if scored else "")
+    width = {c: max(10, len(c) + 1) for c in columns}
+    header = "class        " + "".join(f"{c:>{width[c]}}" for c in columns) + (f"{'hd3d_norm':>11}" if scored else "")
     lines = [header]
     for label in FOREGROUND:
-        cells = "".join(f"{result[c][label.name]:>10.4f}" for c in columns)
+        cells = "".join(f"{result[c][label.name]:>{width[c]}.4f}" for c in columns)
         if scored:
             cells += f"{competition['per_class'][label.name]['hausdorff_3d']:>11.4f}"
         lines.append(f"{label.name:<13}" + cells)
     means = result.get("mean_foreground", {})
     if all(c in means for c in columns):
-        cells = "".join(f"{means[c]:>10.4f}" for c in columns)
+        cells = "".join(f"{means[c]:>{width[c]}.4f}" for c in columns)
         if scored:
             cells += f"{competition['hausdorff_3d']:>11.4f}"
         lines.append(f"{'mean':<13}" + cells)

@@ -33,6 +33,10 @@ DICOM headers).
 
 Slices of the same size are batched together (on the GPU when there is one). Files that
 cannot be read are reported and skipped; the exit status is 1 when anything failed.
+
+A 2.5D model (``segapp_context_offsets`` in its folder) gets each slice input with its neighbours
+of the same case-day among the inputs, found by their competition names; slices without any are
+segmented with themselves in every channel, and one ``note`` line counts them.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import os
 import shutil
 import sys
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +75,7 @@ from segapp.io.naming import parse_slice_name, slice_id
 from segapp.io.rle import rle_encode
 from segapp.io.volume import DEFAULT_MAX_VOXELS
 from segapp.labels import FOREGROUND
+from segapp.model.context import context_stack, named_context_indices, single_slice_notice
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
 from segapp.training.data import IMAGE_SUFFIXES
@@ -581,11 +586,14 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
                     broken.add(entry.relative)
                     report.fail(entry.path, f"could not write its output ({exc.strerror or exc})", "failed")
 
+    context = _Neighbours(entries, segmenter.processing.context_offsets, 4 * batch_size) \
+        if segmenter.processing.is_2_5d else None
     # Threads read ahead and write behind while the model runs (PNG coding releases the GIL);
     # outstanding writes are bounded so memory stays flat over thousands of slices.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for batch in _batches(entries, batch_size, pool, unreadable):
-            predictions = segmenter.predict_batch([scan for _, scan in batch])
+            stacks = None if context is None else context.stacks(batch)
+            predictions = segmenter.predict_batch([scan for _, scan in batch], stacks=stacks)
             for (entry, scan), prediction in zip(batch, predictions):
                 mask = prediction.mask
                 if "png" in chosen:
@@ -608,9 +616,58 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
         bar.close()
         report.bar = None
 
+    if context is not None and context.alone:
+        report.note(f"{context.alone} slice(s)", "no neighbouring slice among the inputs (no caseN_dayD_slice_SSSS "
+                    "name, or alone in its case-day). " + single_slice_notice(segmenter.processing.context_offsets))
     tables.stats += stats_rows
     tables.submission += [list(row) for row in submission]
     return kept
+
+
+class _Neighbours:
+    """A 2.5D model's channel stacks for slice inputs: neighbours found by their competition names
+    among the inputs (:func:`segapp.model.context.named_context_indices`), their pixels read
+    through a small cache (inputs come sorted, so each file is read about once more at most)."""
+
+    def __init__(self, entries: Sequence[InputFile], offsets: Sequence[int], cache_size: int) -> None:
+        self.entries = entries
+        self.position = {entry: i for i, entry in enumerate(entries)}
+        self.rows = named_context_indices([os.fspath(e.path) for e in entries], offsets)
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cache_size = max(8, cache_size)
+        self.alone = 0  # slices with no neighbour: their stack is the slice three times
+
+    def _pixels(self, index: int) -> np.ndarray | None:
+        if index in self.cache:
+            self.cache.move_to_end(index)
+            return self.cache[index]
+        try:
+            pixels = read_image(self.entries[index].path).pixels
+        except InvalidImageError:
+            return None  # the channel takes the slice itself (context_stack's rule for a misfit)
+        self._keep(index, pixels)
+        return pixels
+
+    def _keep(self, index: int, pixels: np.ndarray) -> None:
+        self.cache[index] = pixels
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def stacks(self, batch: Sequence[tuple[InputFile, ScanImage]]) -> list[np.ndarray]:
+        """(3, H, W) stacks of the batch's slices, in its order."""
+        out = []
+        for entry, scan in batch:
+            index = self.position[entry]
+            self._keep(index, scan.pixels)
+            row = self.rows[index]
+            self.alone += bool((row == index).all())
+            planes = {index: scan.pixels}
+            for j in map(int, row):
+                if j != index:
+                    pixels = self._pixels(j)
+                    planes[j] = scan.pixels if pixels is None else pixels
+            out.append(context_stack(planes, self.rows, index))
+        return out
 
 
 def _case_day(entry: InputFile) -> str | None:

@@ -63,7 +63,7 @@ def tune(
     segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size, min_region_px=0)
     current = segmenter.loaded.processing.min_region_px
     # Predict once without clean-up; each candidate then cleans up copies of the same masks.
-    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size)
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, names=valid.names)
     spacings = [scan.spacing_mm for scan in valid.scans]
     results = []
     for size in sizes:

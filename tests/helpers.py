@@ -30,6 +30,15 @@ def make_tiny_model(num_labels: int = 4, seed: int = 0):
     return SegformerForSemanticSegmentation(SegformerConfig(num_labels=num_labels, **TINY)).eval()
 
 
+def save_tiny_model(folder: Path, *, context: tuple[int, int, int] = (0, 0, 0), seed: int = 0) -> Path:
+    """A complete model folder of :func:`make_tiny_model` at 64 x 64; ``context``: its 2.5D channel offsets."""
+    from segapp.model.processing import ProcessingConfig
+    from segapp.model.weights import save_model
+
+    processing = ProcessingConfig(height=64, width=64, context_offsets=context)
+    return save_model(make_tiny_model(seed=seed), folder, processing=processing, data="random")
+
+
 def free_port() -> int:
     import socket
 

@@ -70,3 +70,64 @@ def test_cli_writes_json_and_per_slice_csv(
     )
     assert main(["--data", str(tmp_path / "missing"), "--no-progress"]) == 2
     assert "Missing folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def segmenter_2_5d(tmp_path_factory: pytest.TempPathFactory):
+    from helpers import save_tiny_model
+
+    from segapp.inference.segmenter import Segmenter
+
+    folder = save_tiny_model(tmp_path_factory.mktemp("models") / "ctx", context=(-1, 0, 1), seed=2)
+    return Segmenter.from_pretrained(folder, device="cpu", max_batch_size=8)
+
+
+def test_evaluate_on_volumes_with_a_2_5d_model(segmenter_2_5d, tmp_path: Path) -> None:
+    from segapp.evaluate import evaluate_volumes
+    from segapp.io.volume import read_volume
+    from segapp.metrics.volume import volume_metrics
+    from segapp.synthetic.volume import phantom_volume
+    from segapp.synthetic.volume_files import write_nifti_pair
+
+    image, labels = write_nifti_pair(phantom_volume(4, 9, 1, first=66, count=6), tmp_path, axcodes="RAS", name="v")
+    result = evaluate_volumes(tmp_path, segmenter=segmenter_2_5d, progress=False, hausdorff=False)
+    scan, truth = read_volume(image), read_volume(labels).voxels.astype(np.uint8)
+    # Scored on predict_volume's masks, which read each slice with its neighbours.
+    pred = segmenter_2_5d.predict_volume(scan).labels
+    expected = volume_metrics(pred, truth, scan.spacing_mm, hausdorff=False)
+    assert result["volumes_3d"]["per_volume"][0]["dice"] == expected["dice"]
+    # Pooled 2D Dice over all slices of one volume is its 3D Dice.
+    assert result["pooled_dice"] == pytest.approx(expected["dice"] | {"background": result["pooled_dice"]["background"]})
+    assert result["slices"] == 6
+
+
+def test_evaluate_on_named_slices_feeds_a_2_5d_model_their_neighbours(segmenter_2_5d, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from segapp.evaluate import per_slice_results
+    from segapp.io.casefolder import read_png_slices
+    from segapp.io.image import save_mask_png
+    from segapp.metrics.scoring import predict_slices
+    from segapp.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "raw", train=20, valid=0, seed=3, raw=True, progress=False)
+    scans = sorted(sorted((tmp_path / "raw").rglob("scans"))[0].glob("*.png"))[:8]
+    split = tmp_path / "split"
+    for kind in ("images", "masks"):
+        (split / kind).mkdir(parents=True)
+    case_day = scans[0].parent.parent.name
+    for path in scans:
+        name = f"{case_day}_{path.name}"  # the prepared layout's name
+        shutil.copy(path, split / "images" / name)
+        save_mask_png(np.asarray(Image.open(path)).astype(np.uint16) % 4, split / "masks" / name)
+    valid = load_valid_set(split)
+    preds = predict_slices(segmenter_2_5d, valid.scans, names=valid.names)
+    # The same masks as the case-day read as a volume (display order: highest slice number first).
+    volume = read_png_slices(sorted((split / "images").iterdir()), max_voxels=10**8)
+    labels = segmenter_2_5d.predict_volume(volume).labels[::-1]
+    assert all(np.array_equal(p, v) for p, v in zip(preds, labels, strict=True))
+    alone = predict_slices(segmenter_2_5d, valid.scans)  # no names: every slice by itself
+    assert any(not np.array_equal(p, a) for p, a in zip(preds, alone))
+    result = evaluate(split, segmenter=segmenter_2_5d, per_slice=True, progress=False, hausdorff=False)
+    spacings = [scan.spacing_mm for scan in valid.scans]
+    assert result["per_slice"] == per_slice_results(valid.names, preds, valid.masks, spacings, hausdorff=False)

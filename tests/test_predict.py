@@ -39,9 +39,9 @@ class SpySegmenter:
         self.segmenter = segmenter
         self.batches: list[list[tuple[int, int]]] = []
 
-    def predict_batch(self, scans):
+    def predict_batch(self, scans, **options):
         self.batches.append([scan.size for scan in scans])
-        return self.segmenter.predict_batch(scans)
+        return self.segmenter.predict_batch(scans, **options)
 
     def __getattr__(self, name: str):  # everything else (device, processing, ...) is the segmenter's
         return getattr(self.segmenter, name)

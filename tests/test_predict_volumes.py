@@ -168,3 +168,32 @@ def test_torchrun_two_processes_write_every_output_once(tiny_model_dir: Path, ph
         assert (out / row["volume"] / "segmentation.nii.gz").is_file()
     assert not (out / ".segapp-shards").exists()
     assert result.stdout.count("slices segmented") == 1  # rank 0 reports for both
+
+
+def test_a_2_5d_model_reads_case_day_slices_with_their_neighbours_and_names_lone_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import save_tiny_model
+    from PIL import Image
+
+    from segapp.inference.segmenter import Segmenter
+    from segapp.io.casefolder import read_case_folder
+
+    weights = save_tiny_model(tmp_path / "ctx", context=(-2, 0, 2), seed=1)
+    generate_dataset(tmp_path / "raw", train=20, valid=0, seed=3, raw=True, progress=False)
+    scans = sorted((tmp_path / "raw").rglob("scans"))[0]
+    lone = tmp_path / "lone.png"
+    Image.open(next(scans.glob("*.png"))).save(lone)  # no competition name
+    out = tmp_path / "out"
+    assert main([str(scans), str(lone), "--out", str(out), "--weights", str(weights), "--device", "cpu",
+                 "--no-progress", "--format", "png,nifti"]) == 0
+    err = capsys.readouterr().err
+    assert "note 1 slice(s): no neighbouring slice among the inputs" in err
+    assert "This model reads neighbouring slices (offsets -2,0,2)" in err
+    # The case-day's masks are those of the volume path, which feeds each slice its neighbours.
+    segmenter = Segmenter.from_pretrained(weights, device="cpu")
+    expected = segmenter.predict_volume(read_case_folder(scans, max_voxels=10**8)).labels
+    labels = read_volume(out / scans.parent.name / "segmentation.nii.gz").voxels
+    assert np.array_equal(labels, expected)
+    masks = sorted((out / "masks").glob("slice_*.png"))
+    assert np.array_equal(np.asarray(Image.open(masks[-1])), expected[0])

@@ -6,6 +6,10 @@ Typical use::
     prediction = segmenter.predict("case1_day2_slice_0060_266_266_1.50_1.50.png")
     prediction.mask          # (H, W) uint8 class ids at the slice's own size
     prediction.stats["stomach"].area_mm2
+
+A 2.5D model (neighbouring slices as its input channels, :mod:`segapp.model.context`) reads whole
+volumes through :meth:`Segmenter.predict_volume`, or slices with their stacks through
+``predict_batch(..., stacks=...)``; a lone slice fills every channel and ``prediction.notice`` says so.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +31,7 @@ import torch
 
 from segapp.io.image import ScanImage, read_image
 from segapp.labels import LABELS
+from segapp.model.context import single_slice_notice
 from segapp.model.head_folding import fold
 from segapp.model.processing import postprocess, preprocess, remove_small_regions
 from segapp.model.runtime import COMPILE_MODES, RUNTIMES
@@ -71,6 +76,8 @@ class Prediction:
         timings_ms: ``preprocess``, ``model``, ``postprocess`` wall times in milliseconds.
         device: Where the model ran (``cpu``, ``cuda:0`` ...).
         image: The slice that was segmented (grayscale, spacing, name).
+        notice: For the user, or None: set when a 2.5D model (one that reads neighbouring
+            slices) was given this slice alone, so the slice filled every channel.
     """
 
     mask: np.ndarray
@@ -79,6 +86,7 @@ class Prediction:
     timings_ms: dict[str, float]
     device: str
     image: ScanImage
+    notice: str | None = None
 
     @property
     def spacing_mm(self) -> tuple[float, float] | None:
@@ -93,6 +101,7 @@ class Prediction:
             "classes": {name: asdict(s) for name, s in self.stats.items()},
             "timings_ms": dict(self.timings_ms),
             "device": self.device,
+            "notice": self.notice,
         }
 
 
@@ -272,9 +281,10 @@ class Segmenter:
 
     @torch.inference_mode()
     def _forward(self, pixels: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
-        """Grayscale uint8 slices -> (masks, confidences, timings). The core of every prediction."""
+        """(H, W) uint8 slices or (3, H, W) channel stacks -> (masks, confidences, timings). The
+        core of every prediction."""
         timings: dict[str, float] = {}
-        sizes = [tuple(p.shape) for p in pixels]
+        sizes = [tuple(p.shape[-2:]) for p in pixels]
         with self._lock:
             start = time.perf_counter()
             pixel_values = preprocess(pixels, self.processing, self.device)  # (B, 3, h, w)
@@ -393,18 +403,41 @@ class Segmenter:
         for ticket, result in zip(batch, results):
             ticket.result, ticket.done = result, True
 
-    def predict_batch(self, images: Sequence[ImageSource]) -> list[Prediction]:
+    def predict_batch(self, images: Sequence[ImageSource], *,
+                      stacks: Sequence[np.ndarray] | None = None) -> list[Prediction]:
         """Segment many slices, ``max_batch_size`` at a time; sizes may differ.
 
         Timings of each prediction are those of the batch it ran in.
+
+        Args:
+            images: The slices.
+            stacks: For a 2.5D model (``processing.is_2_5d``), each slice's (3, H, W) uint8 channel
+                stack of it and its neighbours (:func:`segapp.model.context.context_stack`), in the
+                order of ``images``. Without them a 2.5D model gets each slice in every channel,
+                and each prediction carries a ``notice`` saying so. Ignored by 2D models, whose
+                channels are the slice itself anyway.
         """
         scans = [self._as_scan(image) for image in images]
+        notice = None
+        if not self.processing.is_2_5d:
+            inputs: Sequence[np.ndarray] = [scan.pixels for scan in scans]
+        elif stacks is None:
+            inputs = [scan.pixels for scan in scans]  # broadcast to the channels: the slice alone
+            notice = single_slice_notice(self.processing.context_offsets)
+        else:
+            if len(stacks) != len(scans):
+                raise ValueError(f"{len(stacks)} channel stacks for {len(scans)} slices")
+            for scan, stack in zip(scans, stacks):
+                if stack.shape != (3, *scan.pixels.shape):
+                    raise ValueError(f"a channel stack is {stack.shape}, not (3, {scan.height}, {scan.width})")
+            inputs = stacks
         predictions: list[Prediction] = []
-        for chunk in _chunks(scans, self.max_batch_size):
-            masks, confidences, timings = self._forward_fitting([scan.pixels for scan in chunk])
+        for first in range(0, len(scans), self.max_batch_size):
+            chunk = scans[first : first + self.max_batch_size]
+            masks, confidences, timings = self._forward_fitting(inputs[first : first + self.max_batch_size])
             for scan, mask, conf in zip(chunk, masks, confidences):
                 stats = class_stats(mask, conf, scan.spacing_mm)
-                predictions.append(Prediction(mask, conf, stats, dict(timings), str(self.device), scan))
+                predictions.append(Prediction(mask, conf, stats, dict(timings), str(self.device), scan, notice))
         return predictions
 
     def predict_volume(self, volume: ScanVolume, *, batch_size: int | None = None,
@@ -443,11 +476,6 @@ class _Ticket:
     result: Prediction | None = None
     error: BaseException | None = None
     done: bool = False
-
-
-def _chunks(items: Sequence[ScanImage], size: int) -> Iterator[Sequence[ScanImage]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 __all__ = ["ClassStats", "Prediction", "Segmenter", "class_stats", "pick_device"]

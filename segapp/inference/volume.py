@@ -2,8 +2,10 @@
 then per-organ volumes in mL.
 
 The slices go through :meth:`Segmenter.predict_batch` (one preprocessing, one postprocessing, the
-2D clean-up stored with the model), so a volume's slice k gets exactly the mask that slice would
-get alone. An optional 3D clean-up then removes 26-connected components smaller than a volume in mL.
+2D clean-up stored with the model), so with a 2D model a volume's slice k gets exactly the mask
+that slice would get alone. A 2.5D model (``segapp_context_offsets`` in the model folder) gets each
+slice with its neighbours in the input channels (:func:`segapp.model.context.context_indices` over
+the volume's slice indices: at the ends, the nearest slice there is). An optional 3D clean-up then removes 26-connected components smaller than a volume in mL.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from segapp.io.volume import ScanVolume
 from segapp.labels import FOREGROUND
+from segapp.model.context import context_indices, context_stack
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.inference.segmenter import Segmenter
@@ -101,10 +104,14 @@ def predict_volume(
     labels = np.empty(volume.shape, dtype=np.uint8)
     confidence = np.empty(volume.shape, dtype=np.float16)
     total = volume.shape[0]
+    processing = segmenter.processing
+    neighbours = context_indices(range(total), processing.context_offsets) if processing.is_2_5d else None
     for first in range(0, total, step):
+        rows = range(first, min(total, first + step))
         chunk = [ScanImage(pixels=slices[k], spacing_mm=spacing, bit_depth=8, original_mode=volume.kind)
-                 for k in range(first, min(total, first + step))]
-        for offset, prediction in enumerate(segmenter.predict_batch(chunk)):
+                 for k in rows]
+        stacks = None if neighbours is None else [context_stack(slices, neighbours, k) for k in rows]
+        for offset, prediction in enumerate(segmenter.predict_batch(chunk, stacks=stacks)):
             labels[first + offset] = prediction.mask
             confidence[first + offset] = prediction.confidence
         if progress is not None:

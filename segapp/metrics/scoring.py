@@ -21,6 +21,7 @@ import numpy as np
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import ScanImage
 from segapp.metrics.slices import MetricAccumulator
+from segapp.model.context import context_stack, named_context_indices
 
 
 def predict_slices(
@@ -29,6 +30,7 @@ def predict_slices(
     *,
     batch_size: int = 16,
     progress: bool = False,
+    names: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """Segment slices, batching slices of equal size together.
 
@@ -37,6 +39,9 @@ def predict_slices(
         scans: Slices as read by :func:`segapp.read_image`.
         batch_size: Slices per forward pass, >= 1.
         progress: Show a progress bar over the batches.
+        names: The slices' file names. A 2.5D model then gets each slice's neighbours from the
+            same case-day (:func:`segapp.model.context.named_context_indices`); without names,
+            or for slices without competition names, the slice fills every channel.
 
     Returns:
         One (H, W) uint8 class-id mask per scan, at its size, in the order of ``scans``.
@@ -48,9 +53,16 @@ def predict_slices(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="validating", unit="batch", leave=False)
+    neighbours = None
+    if segmenter.processing.is_2_5d and names is not None:
+        if len(names) != len(scans):
+            raise ValueError(f"{len(names)} names for {len(scans)} slices")
+        neighbours = named_context_indices(names, segmenter.processing.context_offsets)
+    planes = [scan.pixels for scan in scans]
     masks: dict[int, np.ndarray] = {}
     for batch in batches:
-        for index, prediction in zip(batch, segmenter.predict_batch([scans[i] for i in batch])):
+        stacks = None if neighbours is None else [context_stack(planes, neighbours, i) for i in batch]
+        for index, prediction in zip(batch, segmenter.predict_batch([scans[i] for i in batch], stacks=stacks)):
             masks[index] = prediction.mask
     return [masks[i] for i in range(len(scans))]
 
@@ -98,6 +110,7 @@ def evaluate_slices(
     batch_size: int = 16,
     hausdorff: bool = True,
     progress: bool = False,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Segment labelled slices and average the metrics over them (:func:`predict_slices`, then
     :func:`score_slices`).
@@ -109,6 +122,7 @@ def evaluate_slices(
         batch_size: Slices per forward pass; slices of equal size are batched together.
         hausdorff: Also compute Hausdorff 95 (costlier than Dice/IoU).
         progress: Show a progress bar.
+        names: The slices' file names, for a 2.5D model's neighbours (see :func:`predict_slices`).
 
     Returns:
         :meth:`MetricAccumulator.compute`'s dict plus ``images_per_s`` (model and metrics).
@@ -116,7 +130,7 @@ def evaluate_slices(
     if len(scans) != len(masks) or not scans:
         raise ValueError(f"need equally many scans and masks, got {len(scans)} and {len(masks)}")
     start = time.perf_counter()
-    preds = predict_slices(segmenter, scans, batch_size=batch_size, progress=progress)
+    preds = predict_slices(segmenter, scans, batch_size=batch_size, progress=progress, names=names)
     result = score_slices(preds, masks, [scan.spacing_mm for scan in scans], hausdorff=hausdorff)
     result["images_per_s"] = len(scans) / max(time.perf_counter() - start, 1e-9)
     return result

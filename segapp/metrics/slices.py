@@ -11,7 +11,8 @@ Conventions (those of the UW-Madison GI Tract competition):
 * A class present in exactly one mask scores Dice 0, IoU 0 and, for Hausdorff,
   the image diagonal ``sqrt(H**2 + W**2)`` (in mm: ``sqrt((H*row_mm)**2 + (W*col_mm)**2)``),
   the normaliser of the competition's Hausdorff, so it normalises to exactly 1.
-* Dataset scores are per-slice scores averaged over slices (:class:`MetricAccumulator`).
+* Dataset scores are per-slice scores averaged over slices (:class:`MetricAccumulator`), plus
+  a pooled Dice per class: ``2|P & T| / (|P| + |T|)`` over all pixels of all slices together.
 
 Hausdorff distances are measured between the boundary pixels of the two class
 regions, as medpy and MONAI do: a boundary pixel belongs to the region and has at
@@ -32,7 +33,7 @@ import torch
 from segapp.labels import FOREGROUND, LABELS, NUM_LABELS
 
 # The per-class entries of MetricAccumulator.compute(), in the order reports list them.
-PER_CLASS_METRICS = ("dice", "iou", "hd95_px", "hd95_mm")
+PER_CLASS_METRICS = ("dice", "pooled_dice", "iou", "hd95_px", "hd95_mm")
 
 MaskLike = np.ndarray | torch.Tensor
 
@@ -325,7 +326,9 @@ class MetricAccumulator:
 
     Every slice weighs the same (competition style): the dataset Dice of a class is the mean of
     its per-slice Dice, where a slice without the class in either mask counts 1 and a slice
-    with it in only one mask counts 0 (Hausdorff: 0 and the image diagonal).
+    with it in only one mask counts 0 (Hausdorff: 0 and the image diagonal). The pooled Dice
+    counts all pixels of all slices together instead, so large regions weigh more and empty
+    slices do not count.
 
     Args:
         num_classes: Number of classes C; class names come from :data:`segapp.labels.LABELS`
@@ -346,6 +349,7 @@ class MetricAccumulator:
         self._iou: list[np.ndarray] = []
         self._hd95_px: list[np.ndarray] = []
         self._hd95_mm: list[np.ndarray | None] = []
+        self._pooled = np.zeros((num_classes, num_classes), dtype=np.int64)  # [target, pred] over all slices
 
     def __len__(self) -> int:
         """Number of slices seen."""
@@ -355,6 +359,7 @@ class MetricAccumulator:
         """Forget every slice seen."""
         for values in (self._dice, self._iou, self._hd95_px, self._hd95_mm):
             values.clear()
+        self._pooled[:] = 0
 
     def update(self, pred: MaskLike, target: MaskLike, spacing_mm: tuple[float, float] | None = None) -> None:
         """Add one slice (H, W) or a batch of same-size slices (B, H, W).
@@ -370,7 +375,9 @@ class MetricAccumulator:
         if pred_t.ndim == 2:
             pred_t, target_t = pred_t[None], target_t[None]
         pred_t, target_t = _pair(pred_t, target_t, 3, self.num_classes)
-        dice, iou = _overlap_scores(_confusion(pred_t, target_t, self.num_classes))
+        confusion = _confusion(pred_t, target_t, self.num_classes)
+        dice, iou = _overlap_scores(confusion)
+        self._pooled += confusion.sum(0).cpu().numpy()
         self._dice.extend(dice.cpu().numpy())
         self._iou.extend(iou.cpu().numpy())
         if not self.hausdorff:
@@ -384,8 +391,8 @@ class MetricAccumulator:
         """Dataset metrics as a JSON-ready dict (plain floats, class names as keys).
 
         Returns:
-            ``{"slices": n, "mean_foreground_dice": float, "dice": {name: float}, "iou": {...},
-            "hd95_px": {...}, "hd95_mm": {...}}``; the Hausdorff entries only when computed, and
+            ``{"slices": n, "mean_foreground_dice": float, "dice": {name: float}, "pooled_dice":
+            {...}, "iou": {...}, "hd95_px": {...}, "hd95_mm": {...}}``; the Hausdorff entries only when computed, and
             ``hd95_mm`` only when every slice came with a spacing.
 
         Raises:
@@ -407,6 +414,8 @@ class MetricAccumulator:
         if self.num_classes == NUM_LABELS:
             result["mean_foreground_dice"] = mean_foreground_dice(dice)
         result["dice"] = per_class(self._dice)
+        pooled, _ = _overlap_scores(torch.from_numpy(self._pooled)[None])
+        result["pooled_dice"] = per_class([pooled[0].numpy()])
         result["iou"] = per_class(self._iou)
         if self._hd95_px:
             result["hd95_px"] = per_class(self._hd95_px)

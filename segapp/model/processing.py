@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from segapp.io.files import write_text_atomic
+from segapp.model.context import FLAT, Offsets, check_offsets, format_offsets
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 MIN_REGION_KEY = "segapp_min_region_px"
 MIN_COMPONENT_KEY = "segapp_min_component_ml"
+CONTEXT_KEY = "segapp_context_offsets"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -43,6 +45,10 @@ class ProcessingConfig:
             smaller than this many mL become background; 0 turns it off. Tuned on labelled
             volumes (``python -m segapp.tune_postprocessing --volumes``), stored as
             ``segapp_min_component_ml``.
+        context_offsets: The slice offsets of the three input channels
+            (:mod:`segapp.model.context`): ``(0, 0, 0)`` feeds the slice itself in every channel
+            (2D); e.g. ``(-2, 0, 2)`` feeds the slices two below and two above around it (2.5D).
+            Stored as ``segapp_context_offsets`` when not ``(0, 0, 0)``.
     """
 
     height: int = 288
@@ -51,6 +57,22 @@ class ProcessingConfig:
     image_std: tuple[float, float, float] = IMAGENET_STD
     min_region_px: int = 0
     min_component_ml: float = 0.0
+    context_offsets: Offsets = FLAT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context_offsets", check_offsets(self.context_offsets, source="context_offsets"))
+
+    @property
+    def is_2_5d(self) -> bool:
+        """Whether the channels hold neighbouring slices (offsets other than 0, 0, 0)."""
+        return self.context_offsets != FLAT
+
+    def describe_input(self) -> str:
+        """The channels in words, for model cards and pages."""
+        if not self.is_2_5d:
+            return "grayscale slice -> 3 equal channels"
+        return (f"2.5D: channels = slices at offsets {format_offsets(self.context_offsets)} of the same scan "
+                "(+1 = one slice toward the head; edges and gaps: the nearest present slice)")
 
     @classmethod
     def from_dict(cls, data: dict) -> ProcessingConfig:
@@ -74,8 +96,9 @@ class ProcessingConfig:
         min_component = data.get(MIN_COMPONENT_KEY, 0.0)
         if isinstance(min_component, bool) or not isinstance(min_component, (int, float)) or not min_component >= 0:
             raise ValueError(f"{PREPROCESSOR_FILE}: {MIN_COMPONENT_KEY} must be a number of mL >= 0, got {min_component!r}")
+        context = check_offsets(data.get(CONTEXT_KEY, list(FLAT)), source=f"{PREPROCESSOR_FILE}: {CONTEXT_KEY}")
         return cls(height=height, width=width, image_mean=mean, image_std=std, min_region_px=min_region,  # type: ignore[arg-type]
-                   min_component_ml=float(min_component))
+                   min_component_ml=float(min_component), context_offsets=context)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ProcessingConfig:
@@ -101,6 +124,7 @@ class ProcessingConfig:
             # Ignored by transformers' image processor; read by segapp.
             **({MIN_REGION_KEY: self.min_region_px} if self.min_region_px else {}),
             **({MIN_COMPONENT_KEY: self.min_component_ml} if self.min_component_ml else {}),
+            **({CONTEXT_KEY: list(self.context_offsets)} if self.is_2_5d else {}),
         }
 
     def save(self, folder: str | Path) -> None:
@@ -111,13 +135,18 @@ class ProcessingConfig:
 GrayInput = np.ndarray | torch.Tensor
 
 
-def _as_float_gray(image: GrayInput, device: torch.device) -> torch.Tensor:
-    """(H, W) uint8 array or tensor -> (1, 1, H, W) float32 in 0..255 on ``device``."""
+def _as_float_planes(image: GrayInput, device: torch.device) -> torch.Tensor:
+    """(H, W) slice or (3, H, W) channel stack, uint8 array or tensor -> (1, C, H, W) float32
+    in 0..255 on ``device`` (C = 1 or 3)."""
     tensor = torch.as_tensor(image)
-    if tensor.ndim != 2:
-        raise ValueError(f"expected a (H, W) grayscale slice, got shape {tuple(tensor.shape)}")
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
+        raise ValueError(
+            f"expected a (H, W) grayscale slice or a (3, H, W) channel stack, got shape {tuple(tensor.shape)}"
+        )
     # Move as uint8 (4x less traffic than float), convert on the device.
-    return tensor.to(device, non_blocking=True).to(torch.float32)[None, None]
+    return tensor.to(device, non_blocking=True).to(torch.float32)[None]
 
 
 def resize_gray(
@@ -125,40 +154,48 @@ def resize_gray(
     config: ProcessingConfig,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Resize grayscale slices to the model's input size.
+    """Resize grayscale slices (or 2.5D channel stacks) to the model's input size.
 
     Args:
-        images: (H, W) uint8 slices (sizes may differ), or a (B, H, W) uint8 tensor.
+        images: (H, W) uint8 slices (sizes may differ), or a (B, H, W) uint8 tensor; or, for a
+            2.5D model, (3, H, W) channel stacks (:func:`segapp.model.context.context_stack`),
+            or a (B, 3, H, W) tensor. One batch holds one kind.
         config: Target size.
         device: Where the work happens.
 
     Returns:
-        (B, 1, height, width) float32 in 0..255 on ``device``. Bilinear with
-        antialiasing, like PIL's bilinear resize used by ``SegformerImageProcessor``.
+        (B, 1, height, width) for slices, (B, 3, height, width) for stacks; float32 in 0..255 on
+        ``device``. Bilinear with antialiasing, like PIL's bilinear resize used by
+        ``SegformerImageProcessor``. A slice is resized once, not three times: :func:`normalize`
+        spreads it over the channels.
     """
     device = torch.device(device)
     size = (config.height, config.width)
-    if isinstance(images, torch.Tensor) and images.ndim == 3:
-        batch = images.to(device, non_blocking=True).to(torch.float32)[:, None]
+    if isinstance(images, torch.Tensor) and images.ndim in (3, 4):
+        batch = images.to(device, non_blocking=True).to(torch.float32)
+        if batch.ndim == 3:
+            batch = batch[:, None]
         if tuple(batch.shape[-2:]) == size:
             return batch
         return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
     out = []
     for image in images:
-        gray = _as_float_gray(image, device)
-        if tuple(gray.shape[-2:]) != size:
-            gray = F.interpolate(gray, size=size, mode="bilinear", align_corners=False, antialias=True)
-        out.append(gray)
+        planes = _as_float_planes(image, device)
+        if tuple(planes.shape[-2:]) != size:
+            planes = F.interpolate(planes, size=size, mode="bilinear", align_corners=False, antialias=True)
+        out.append(planes)
     if not out:
         raise ValueError("no images to preprocess")
+    if len({t.shape[1] for t in out}) > 1:
+        raise ValueError("a batch holds either slices or channel stacks, not both")
     return torch.cat(out)
 
 
 def normalize(gray: torch.Tensor, config: ProcessingConfig) -> torch.Tensor:
-    """(B, 1, H, W) float 0..255 -> (B, 3, H, W) ``pixel_values`` (ImageNet-style mean/std).
+    """(B, 1, H, W) slices or (B, 3, H, W) stacks, float 0..255 -> (B, 3, H, W) ``pixel_values``.
 
-    The three channels of a grayscale slice are equal, so mean and std are applied
-    per channel to the one plane, then stacked.
+    Mean and std are applied per channel (ImageNet-style); one slice plane is broadcast to the
+    three channels.
     """
     mean = torch.tensor(config.image_mean, device=gray.device, dtype=gray.dtype).view(1, 3, 1, 1)
     std = torch.tensor(config.image_std, device=gray.device, dtype=gray.dtype).view(1, 3, 1, 1)
@@ -170,10 +207,10 @@ def preprocess(
     config: ProcessingConfig,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Grayscale uint8 slices -> model input.
+    """Grayscale uint8 slices, or 2.5D channel stacks -> model input.
 
     Args:
-        images: (H, W) uint8 slices, any sizes, or a (B, H, W) uint8 tensor.
+        images: See :func:`resize_gray`: (H, W) slices, (3, H, W) stacks, or batches of either.
         config: The model's processing config.
         device: The model's device.
 

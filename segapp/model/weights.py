@@ -408,10 +408,18 @@ def render_card(
         + " (0 is background). Load it with `segapp.Segmenter.from_pretrained(folder)` or "
         "`python app.py --weights folder`.",
         "",
-        f"Input: grayscale slice -> 3 equal channels -> {processing.height} x {processing.width} "
+        f"Input: {processing.describe_input()} -> {processing.height} x {processing.width} "
         f"(bilinear) -> mean {list(processing.image_mean)}, std {list(processing.image_std)}.",
         "",
     ]
+    if processing.is_2_5d:
+        lines += [
+            f"This is a 2.5D model: `segapp_context_offsets` {list(processing.context_offsets)} in "
+            "`preprocessor_config.json`. Volumes (a DICOM series, NIfTI, a case-day folder) are segmented "
+            "with each slice's neighbours; a single slice is segmented with itself in every channel, "
+            "and the result says so.",
+            "",
+        ]
     if notes:
         lines += [notes.strip(), ""]
     if data:

@@ -52,13 +52,13 @@ def random_affine(
     """Warp image and mask batches with one random affine per slice.
 
     Args:
-        images: (B, 1, H, W) float.
+        images: (B, C, H, W) float; all C channels share the slice's warp.
         masks: (B, H, W) integer class ids.
         config: Ranges.
         generator: Random source on the batch's device (for reproducible runs and resume).
 
     Returns:
-        Warped images (B, 1, H, W) float (zeros where the slice moved out) and masks
+        Warped images (B, C, H, W) float (zeros where the slice moved out) and masks
         (B, H, W) long (background there).
     """
     b, device = images.shape[0], images.device
@@ -79,7 +79,8 @@ def random_affine(
 
 
 def photometric(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random brightness, contrast, gamma and noise on (B, 1, H, W) images in 0..255."""
+    """Random brightness, contrast, gamma and noise on (B, C, H, W) images in 0..255: one draw per
+    slice for all its channels (the contrast's mean is over them all); the noise is per pixel."""
     b, device = images.shape[0], images.device
     x = images / 255.0
     gamma = _uniform(b, *config.gamma, generator, device).view(b, 1, 1, 1)
@@ -106,7 +107,8 @@ def augment(
     """Augment a batch on its device.
 
     Args:
-        images: (B, H, W) uint8 slices at the model input size.
+        images: (B, H, W) uint8 slices at the model input size, or (B, C, H, W) channel stacks
+            (2.5D), whose channels move together.
         masks: (B, H, W) uint8 class ids.
         config: Ranges.
         generator: Random source on the same device.
@@ -114,9 +116,9 @@ def augment(
         intensity: Apply the photometric changes.
 
     Returns:
-        (B, 1, H, W) float32 images in 0..255 and (B, H, W) long masks.
+        (B, 1, H, W) (or (B, C, H, W)) float32 images in 0..255 and (B, H, W) long masks.
     """
-    x = images[:, None].float()
+    x = (images[:, None] if images.ndim == 3 else images).float()
     y = masks.long()
     if geometric:
         x, y = random_affine(x, y, config, generator)

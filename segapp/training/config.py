@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from segapp.cli import DEVICE_HELP
+from segapp.model.context import check_offsets
 from segapp.model.runtime import COMPILE_MODES
 from segapp.model.weights import DEFAULT_BASE
 from segapp.training.run_log import TENSORBOARD_CHOICES
@@ -29,7 +31,8 @@ class TrainingError(RuntimeError):
 
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with its help text (and e.g. ``choices``) as metadata; list defaults are copied per instance."""
+    """A dataclass field with its help text (and e.g. ``choices``, or ``parse``: the argparse type
+    that reads its one command-line word) as metadata; list defaults are copied per instance."""
     metadata = {"help": help, **kwargs}
     if isinstance(default, list):
         return dataclasses.field(default_factory=default.copy, metadata=metadata)
@@ -73,6 +76,11 @@ class TrainConfig:
     progress: bool = option(True, "show progress bars")
     resume: bool = option(False, "continue from RUN_DIR/last/ (saved configuration, optimizer, step, RNG)")
     description: str = option("", "what the data is, for the model card")
+    context: list[int] = option(
+        [0, 0, 0], "2.5D input: slice offsets of the three input channels, e.g. -2,0,2 (neighbours found by "
+        "the caseN_dayD_slice_SSSS names; +1 = one slice toward the head); 0,0,0 is the 2D model",
+        parse=lambda text: list(_offsets_argument(text)), metavar="D0,D1,D2",
+    )
 
 
 # Options a resumed run may change; the rest must match the saved run.
@@ -81,6 +89,34 @@ RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", 
              "compile", "tensorboard"}
 
 _SCALARS: dict[Any, type] = {int: int, float: float, str: str}
+
+
+def _offsets_argument(text: str) -> tuple[int, int, int]:
+    """argparse type of ``--context``: ``-2,0,2``."""
+    try:
+        return check_offsets(text, source="--context")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def glue_dash_values(argv: list[str]) -> list[str]:
+    """``--context -2,0,2`` -> ``--context=-2,0,2``, so argparse reads a value that starts with "-"
+    as written (it would take it for an option). Applies to the fields with ``parse`` metadata."""
+    dash_values = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(TrainConfig) if "parse" in f.metadata}
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token in dash_values:
+            value = next(tokens, None)
+            if value is None:
+                out.append(token)
+            elif value.startswith("-") and not value.startswith("--"):
+                out.append(f"{token}={value}")
+            else:
+                out += [token, value]
+        else:
+            out.append(token)
+    return out
 
 
 def _optional(kind: type) -> Any:
@@ -130,7 +166,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class: type)
     A field's ``help`` and ``choices`` metadata go to argparse. Forms by type: ``bool`` ->
     ``--name`` / ``--no-name``; ``int``, ``float``, ``str`` -> one value; ``X | None`` (or
     ``Optional[X]``) of those -> one value, where the word ``none`` (any case) means None;
-    ``list[X]`` of those -> one or more values (``nargs="+"``). The defaults stay the dataclass's
+    ``list[X]`` of those -> one or more values (``nargs="+"``); a field with ``parse`` metadata ->
+    one value read by that function. The defaults stay the dataclass's
     (the help text shows them): an option not given is None, or absent from the namespace with
     ``argument_default=argparse.SUPPRESS``, so that ``config_class(**vars(args))`` fills it.
 
@@ -139,7 +176,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class: type)
     """
     hints = typing.get_type_hints(config_class)  # resolves string annotations (from __future__ import annotations)
     for field in dataclasses.fields(config_class):
-        kwargs = _argument_kwargs(field.name, hints[field.name])
+        if "parse" in field.metadata:  # its own reader of one word (e.g. "-2,0,2")
+            kwargs = {"type": field.metadata["parse"], "metavar": field.metadata.get("metavar")}
+        else:
+            kwargs = _argument_kwargs(field.name, hints[field.name])
         help_text = field.metadata.get("help", "") + _default_text(field)
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]
@@ -165,7 +205,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     Raises:
         TrainingError: unreadable config file, unknown keys, or options a resume may not change.
     """
-    args = vars(build_parser().parse_args(argv))
+    args = vars(build_parser().parse_args(glue_dash_values(sys.argv[1:] if argv is None else list(argv))))
     values: dict[str, Any] = {}
     if "config" in args:
         path = Path(args.pop("config"))
@@ -189,4 +229,9 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     unknown = set(values) - known
     if unknown:
         raise TrainingError(f"Unknown options in the config: {sorted(unknown)}")
+    if "context" in values:  # a config file gives a list (or "-2,0,2"); check it as the command line does
+        try:
+            values["context"] = list(check_offsets(values["context"], source="context"))
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
     return TrainConfig(**values)

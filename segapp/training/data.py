@@ -6,7 +6,8 @@ masks are single-channel PNGs of class ids 0..3.
 
 Training slices are resized once to the model's input size and kept as uint8 tensors
 (on the GPU when they fit): augmentation then runs in batches on the device, with no
-DataLoader worker processes on any OS. Validation slices are kept at their own size, so
+DataLoader worker processes on any OS. For a 2.5D model each slice is still stored once;
+``TrainSet.neighbours`` says which slices fill its channels, and a batch gathers them. Validation slices are kept at their own size, so
 validation scores them exactly as the inference service would.
 """
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from segapp.io.image import InvalidImageError, ScanImage, read_image
 from segapp.labels import NUM_LABELS
+from segapp.model.context import named_context_indices
 from segapp.model.processing import ProcessingConfig, resize_gray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")  # all read_image reads
@@ -113,20 +115,31 @@ class TrainSet:
     Attributes:
         images: (N, H, W) uint8 grayscale at the model input size.
         masks: (N, H, W) uint8 class ids, resized with nearest neighbour.
+        neighbours: (N, 3) int64 indices into ``images`` of the slices that fill each input
+            channel (:func:`segapp.model.context.named_context_indices`; a 2D model's rows are
+            the slice itself three times).
     """
 
     images: torch.Tensor
     masks: torch.Tensor
+    neighbours: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     @property
     def nbytes(self) -> int:
-        return self.images.nelement() + self.masks.nelement()
+        return self.images.nelement() + self.masks.nelement()  # the pixels; neighbours are a few bytes a slice
 
     def to(self, device: torch.device | str) -> TrainSet:
-        return TrainSet(self.images.to(device), self.masks.to(device))
+        return TrainSet(self.images.to(device), self.masks.to(device), self.neighbours.to(device))
+
+    def inputs(self, index: torch.Tensor, processing: ProcessingConfig) -> torch.Tensor:
+        """The model inputs of the slices ``index``, gathered now: (B, H, W) uint8 slices for a 2D
+        model, (B, 3, H, W) uint8 channel stacks for a 2.5D one."""
+        if not processing.is_2_5d:
+            return self.images[index]
+        return self.images[self.neighbours[index]]  # (B, 3, H, W)
 
 
 @dataclass
@@ -145,7 +158,9 @@ def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress:
     """Decode a training split once, resized to the model input size.
 
     Images go through the same reader and resize as inference (rounded back to uint8 to
-    keep the footprint at 2 bytes per pixel pair); masks use nearest neighbour.
+    keep the footprint at 2 bytes per pixel pair); masks use nearest neighbour. The neighbours
+    of a 2.5D ``config`` come from the file names (``caseN_dayD_slice_SSSS``; a slice whose
+    neighbour is not in the split is at the edge).
     """
     pairs = find_pairs(split_dir)
     size = (config.height, config.width)
@@ -157,7 +172,8 @@ def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress:
         images[index] = gray[0, 0].round().clamp(0, 255).to(torch.uint8)
         mask_t = torch.from_numpy(mask)[None, None].float()
         masks[index] = F.interpolate(mask_t, size=size, mode="nearest")[0, 0].to(torch.uint8)
-    return TrainSet(images, masks)
+    neighbours = named_context_indices([p.image.name for p in pairs], config.context_offsets)
+    return TrainSet(images, masks, torch.from_numpy(neighbours))
 
 
 def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet:

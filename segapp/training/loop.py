@@ -177,7 +177,11 @@ def set_up(config: TrainConfig, dist: Dist, device: torch.device, command: str) 
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
     torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed + dist.rank)
-    processing = ProcessingConfig(height=config.image_size, width=config.image_size)
+    try:
+        processing = ProcessingConfig(height=config.image_size, width=config.image_size,
+                                      context_offsets=tuple(config.context))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     train_set, valid_set = load_data(config, processing, dist, device)
     loaded, saved = load_start_model(config, dist, device)
     model = loaded.model.train()
@@ -217,7 +221,17 @@ def load_data(config: TrainConfig, processing: ProcessingConfig, dist: Dist,
             f"{config.image_size}x{config.image_size}, kept on {'the GPU' if on_device else 'the CPU'}), "
             f"{len(valid_set or [])} validation slices; decoded in {time.perf_counter() - t0:.1f} s"
         )
+        if processing.is_2_5d:
+            print(f"2.5D input: channels at slice offsets {list(processing.context_offsets)}; "
+                  f"{_with_neighbours(train_set)} of {len(train_set)} training slices have a neighbour "
+                  "in the split (the others are at an edge or have no caseN_dayD_slice_SSSS name)")
     return train_set, valid_set
+
+
+def _with_neighbours(train_set: TrainSet) -> int:
+    """Training slices with at least one channel filled by another slice."""
+    own = torch.arange(len(train_set), device=train_set.neighbours.device)[:, None]
+    return int((train_set.neighbours != own).any(dim=1).sum())
 
 
 def load_start_model(config: TrainConfig, dist: Dist, device: torch.device) -> tuple[LoadedModel, dict[str, Any] | None]:
@@ -387,11 +401,12 @@ def forward_backward(run: Run, index: torch.Tensor, *, sync_gradients: bool) -> 
     """
     config, device = run.config, run.device
     # Augment on the device, in the batch (uint8 travels; floats are made there)
+    # 2.5D: each slice's neighbours are gathered now, from slices stored once.
     images, labels = augment(
-        run.train_set.images[index].to(device, non_blocking=True),
+        run.train_set.inputs(index, run.processing).to(device, non_blocking=True),
         run.train_set.masks[index].to(device, non_blocking=True),
         AugmentConfig(), run.generator, geometric=config.augment, intensity=config.augment,
-    )  # (B, 1, S, S) float 0..255, (B, S, S) long
+    )  # (B, 1 or 3, S, S) float 0..255, (B, S, S) long
     pixel_values = normalize(images, run.processing)  # (B, 3, S, S)
     no_sync = run.dist.world > 1 and not sync_gradients
     with run.train_model.no_sync() if no_sync else contextlib.nullcontext():  # type: ignore[operator]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from segapp.inference.segmenter import Segmenter
 from segapp.metrics.scoring import evaluate_slices
+from segapp.model.context import context_stack, named_context_indices
 from segapp.model.processing import ProcessingConfig, preprocess
 from segapp.model.weights import LoadedModel
 from segapp.training.config import TrainConfig
@@ -36,7 +37,7 @@ def validate(
     )
     metrics = evaluate_slices(
         service, valid_set.scans, valid_set.masks, batch_size=config.valid_batch_size,
-        hausdorff=config.hausdorff, progress=config.progress,
+        hausdorff=config.hausdorff, progress=config.progress, names=valid_set.names,
     )
     metrics["loss"] = validation_loss(model, processing, valid_set, device, config.valid_batch_size)
     return metrics
@@ -48,15 +49,22 @@ def validation_loss(
 ) -> float:
     """The training loss on the validation slices, at the model input size, without augmentation.
 
-    Inputs go through :func:`segapp.model.processing.preprocess` (the serving path); masks are resized
-    with nearest neighbour, as for training. Returns the mean over slices.
+    Inputs go through :func:`segapp.model.processing.preprocess` (the serving path; a 2.5D model's
+    neighbours from the names, as in scoring); masks are resized with nearest neighbour, as for
+    training. Returns the mean over slices.
     """
     size = (processing.height, processing.width)
+    planes = [scan.pixels for scan in valid_set.scans]
+    neighbours = named_context_indices(valid_set.names, processing.context_offsets) if processing.is_2_5d else None
     total = 0.0
     for start in range(0, len(valid_set), batch_size):
+        rows = range(start, min(len(valid_set), start + batch_size))
         scans = valid_set.scans[start : start + batch_size]
         masks = valid_set.masks[start : start + batch_size]
-        pixel_values = preprocess([scan.pixels for scan in scans], processing, device)  # (B, 3, S, S)
+        inputs = planes[start : start + batch_size] if neighbours is None else [
+            context_stack(planes, neighbours, i) for i in rows
+        ]
+        pixel_values = preprocess(inputs, processing, device)  # (B, 3, S, S)
         labels = torch.cat([
             F.interpolate(torch.from_numpy(m)[None, None].float(), size=size, mode="nearest")[0].long()
             for m in masks

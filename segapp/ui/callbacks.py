@@ -215,7 +215,7 @@ def stats_card_html(prediction: Prediction, *, spacing_source: str | None = None
         if prediction.spacing_mm is not None
         else "<p class='stats-hint'>Enter the pixel spacing to get areas in mm².</p>"
     )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in scan.notes)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in (*scan.notes, *filter(None, [prediction.notice])))
     return (
         '<div class="stats-card">'
         '<div class="stats-head"><span class="stats-title">Segmentation results</span>'

@@ -104,3 +104,15 @@ def test_bench_volume_part(tiny_model_dir: Path) -> None:
     from segapp.bench import report
 
     assert report.volume(result).startswith("6. volume (3 slices of 266 x 266, DICOM in): read ")
+
+
+def test_bench_runs_a_2_5d_model(tmp_path: Path) -> None:
+    """A model folder with neighbouring slices as channels benchmarks like a 2D one: single slices,
+    each in every channel (the volume part, each slice with its neighbours, takes half a minute
+    here: predict_volume's 2.5D path is tested in tests/inference/test_context_serving.py)."""
+    from helpers import save_tiny_model
+
+    weights = save_tiny_model(tmp_path / "ctx", context=(-2, 0, 2))
+    result, _ = _quick(weights, "training,web,startup,volume")
+    assert result["latency"]["segapp_ms"] > 0 and result["throughput"]["batch_4_slices_per_s"] > 0
+    assert 0 <= result["latency"]["pixel_agreement_vs_notebook"] <= 1
