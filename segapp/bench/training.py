@@ -1,6 +1,8 @@
-"""Training throughput: segapp's data path + step vs a plain per-sample DataLoader pipeline.
+"""Training throughput: segapp's data path + step vs a plain per-sample DataLoader pipeline;
+and the cost of augmentation against the training step.
 
 ``python -m segapp.bench.training --data DIR [--device auto] [--steps 300] [--json FILE]``
+``python -m segapp.bench.training --augment-cost [--device cpu] [--json FILE]``
 
 Both sides use the same model (SegFormer-B0 from scratch), loss, optimizer, batch size,
 gradient accumulation and precision. "segapp" is :func:`segapp.training.loop.train` itself (data
@@ -24,10 +26,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from segapp.bench.measure import device_sync, interleaved_ms, phantom_slices
 from segapp.cli import add_compile_option, add_device_option
 from segapp.inference.segmenter import pick_device
-from segapp.model.processing import ProcessingConfig
+from segapp.model.head_folding import FoldedTraining
+from segapp.model.processing import ProcessingConfig, normalize, resize_gray
 from segapp.model.weights import load_model
+from segapp.training.augment import PRESETS, augment
 from segapp.training.config import TrainConfig
 from segapp.training.data import find_pairs
 from segapp.training.devices import resolve_precision, synchronize
@@ -144,9 +149,56 @@ def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, 
     return result
 
 
+def bench_augment(*, device: str = "cpu", batch_size: int = 6, image_size: int = 288,
+                  repeats: int = 5, base: str = "scratch") -> dict[str, Any]:
+    """Milliseconds of :func:`augment` per batch for each preset, against one training micro-step.
+
+    The batch is ``batch_size`` phantom slices at ``image_size``, uint8 on ``device`` (as the
+    loop holds them). The step is what the loop does with the augmented batch: normalise,
+    forward through ``base`` (SegFormer-B0 with random weights; folded head, --precision auto),
+    loss, backward, AdamW step. Each is timed round-robin, median of ``repeats``.
+
+    Returns:
+        ``augment_ms`` and ``augment_share`` (augment time / step time) per preset, ``step_ms``.
+    """
+    target = pick_device(device)
+    processing = ProcessingConfig(image_size, image_size)
+    images = resize_gray(phantom_slices(batch_size), processing).round().clamp(0, 255).to(torch.uint8)[:, 0]
+    images = images.to(target)
+    masks = (images > 128).to(torch.uint8)  # class ids: the timing does not depend on them
+    generator = torch.Generator(device=target).manual_seed(0)
+    model = load_model(base, device=target).model.train()
+    train_model = FoldedTraining(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    pixel_values = normalize(augment(images, masks, PRESETS["classic"], generator)[0], processing)
+    labels = masks.long()
+
+    amp = resolve_precision("auto", target)  # as the loop's default: bf16 where the GPU has it, fp32 on the CPU
+
+    def step() -> None:
+        with torch.autocast(target.type, dtype=amp, enabled=amp is not None):
+            logits = train_model(pixel_values=pixel_values).logits
+        segmentation_loss(logits, labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    runs: dict[str, Any] = {name: (lambda config=config: augment(images, masks, config, generator))
+                            for name, config in PRESETS.items()}
+    # Round-robin with the step, so load from elsewhere on a shared machine hits both alike.
+    times = interleaved_ms({**runs, "step": step}, repeats, device_sync(target))
+    step_ms = times.pop("step")
+    return {
+        "device": str(target), "batch_size": batch_size, "image_size": image_size, "threads": torch.get_num_threads(),
+        "step_ms": step_ms, "augment_ms": times,
+        "augment_share": {name: ms / step_ms for name, ms in times.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segapp.bench.training", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="data folder (notebook layout), e.g. from segapp.phantom")
+    parser.add_argument("--data", help="data folder (notebook layout), e.g. from segapp.phantom")
+    parser.add_argument("--augment-cost", action="store_true",
+                        help="instead: time augment() per batch (classic, domain) against one training step")
     add_device_option(parser)
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps for segapp's path")
     parser.add_argument("--plain-steps", type=int, default=30, help="optimizer steps for the plain pipeline")
@@ -157,6 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     add_compile_option(parser, help="torch.compile segapp's training step (reduce-overhead: CUDA graphs)")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
+    if args.augment_cost:
+        cost = bench_augment(device=args.device, batch_size=args.batch_size, image_size=args.image_size)
+        print(f"augment() per batch of {args.batch_size} x {args.image_size}px on {cost['device']} "
+              f"({cost['threads']} threads), against one training step of {cost['step_ms']:.0f} ms:")
+        for name, ms in cost["augment_ms"].items():
+            print(f"  {name:8} {ms:7.1f} ms  = {100 * cost['augment_share'][name]:.1f} % of the step")
+        if args.json:
+            Path(args.json).write_text(json.dumps(cost, indent=2) + "\n")
+        return 0
+    if not args.data:
+        parser.error("--data is required (or --augment-cost)")
     result = bench_training(args.data, device=args.device, steps=args.steps, plain_steps=args.plain_steps,
                             batch_size=args.batch_size, grad_accum=args.grad_accum, precision=args.precision,
                             image_size=args.image_size, compile=args.compile)

@@ -21,6 +21,7 @@ from segapp.cli import DEVICE_HELP
 from segapp.model.context import check_offsets
 from segapp.model.runtime import COMPILE_MODES
 from segapp.model.weights import DEFAULT_BASE
+from segapp.training.augment import LEVERS, PRESETS, AugmentConfig, preset
 from segapp.training.run_log import TENSORBOARD_CHOICES
 
 NONE_WORD = "none"  # on the command line, sets an optional (``X | None``) option to None
@@ -37,6 +38,13 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     if isinstance(default, list):
         return dataclasses.field(default_factory=default.copy, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _lever(name: str, help: str) -> Any:
+    """An ``aug_NAME`` option for the AugmentConfig field NAME: None (the preset's value) unless given."""
+    values = {preset_name: getattr(config, name) for preset_name, config in PRESETS.items()}
+    shown = ", ".join(f"{k} {v}" for k, v in values.items()) if len(set(values.values())) > 1 else f"{values['classic']} in both"
+    return option(None, f"{help}; none: the preset's ({shown})")
 
 
 @dataclass
@@ -68,7 +76,29 @@ class TrainConfig:
     checkpoint_every: int = option(0, "also save last/ every N optimizer steps (0: at epoch ends only)")
     valid_batch_size: int = option(16, "slices per forward pass in validation")
     hausdorff: bool = option(True, "compute Hausdorff 95 in validation")
-    augment: bool = option(True, "random affine and intensity augmentation")
+    augment: bool = option(True, "augmentation on the device (--no-augment: none at all)")
+    augment_preset: str = option("domain", "augmentation set: classic (affine + brightness/contrast/gamma/noise, as before), domain (classic plus every domain-randomisation lever below); an --aug-* option overrides its lever", choices=list(PRESETS))
+    # Domain-randomisation levers: none = the preset's value (classic: every probability 0).
+    # Their names are AugmentConfig's fields with "aug_" in front (augment_config relies on it).
+    aug_remap: float | None = _lever("remap", "probability per slice of a random smooth grey-level curve")
+    aug_remap_nonmonotone: float | None = _lever("remap_nonmonotone", "share of those curves that are free, not monotone: tissues may swap brightness")
+    aug_bias: float | None = _lever("bias", "probability of a smooth multiplicative bias field")
+    aug_bias_strength: float | None = _lever("bias_strength", "largest bias swing: 0.4 = within +-40%%")
+    aug_coil: float | None = _lever("coil", "probability of surface-coil shading, top and bottom brighter")
+    aug_coil_strength: float | None = _lever("coil_strength", "largest coil gain at the top/bottom edge")
+    aug_blur: float | None = _lever("blur", "probability of a Gaussian blur")
+    aug_blur_sigma: float | None = _lever("blur_sigma", "largest blur sigma in pixels")
+    aug_sharpen: float | None = _lever("sharpen", "probability of an unsharp mask, never with blur")
+    aug_sharpen_amount: float | None = _lever("sharpen_amount", "largest unsharp-mask amount")
+    aug_noise: float | None = _lever("noise", "probability of white, Rician or correlated noise")
+    aug_noise_strength: float | None = _lever("noise_strength", "largest noise standard deviation on the 0..1 scale")
+    aug_elastic: float | None = _lever("elastic", "probability of a smooth elastic deformation")
+    aug_elastic_magnitude: float | None = _lever("elastic_magnitude", "largest elastic displacement, fraction of the image size")
+    aug_zoom: float | None = _lever("zoom", "probability of a zoom in or out with a random centre")
+    aug_zoom_in: float | None = _lever("zoom_in", "largest zoom factor")
+    aug_zoom_out: float | None = _lever("zoom_out", "smallest zoom factor")
+    aug_crop_sides: float | None = _lever("crop_sides", "probability of a horizontal stretch that cuts the body's sides")
+    aug_crop_sides_max: float | None = _lever("crop_sides_max", "largest horizontal stretch")
     data_on_device: str = option("auto", "keep the decoded data set on the GPU: auto (when it fits), yes, no", choices=["auto", "yes", "no"])
     fold_head: bool = option(True, "train the decode head in its folded form: same function and gradients, about half the arithmetic (segapp.model.head_folding)")
     compile: str = option("off", "torch.compile the training forward pass (off, default, max-autotune, reduce-overhead); compiles for minutes first, pays off on long GPU runs", choices=list(COMPILE_MODES))
@@ -82,6 +112,26 @@ class TrainConfig:
         parse=lambda text: list(_offsets_argument(text)), metavar="D0,D1,D2",
     )
 
+    def __post_init__(self) -> None:
+        augment_config(self)  # a bad --aug-* value stops here, before minutes of decoding
+
+
+def augment_config(config: TrainConfig) -> AugmentConfig:
+    """The augmentation of a run: ``config.augment_preset`` with each ``aug_*`` option that is set.
+
+    Raises:
+        TrainingError: unknown preset or a value out of range; the message names the option.
+    """
+    overrides = {name: getattr(config, "aug_" + name) for name in LEVERS if getattr(config, "aug_" + name) is not None}
+    try:
+        return preset(config.augment_preset, **overrides)
+    except ValueError as exc:
+        raise TrainingError(f"Augmentation options: {exc} (see --help, --aug-*)") from None
+
+
+# Options added after runs had been saved, with the value that reproduces those runs: a
+# --resume of an older run folder (its train_config.json lacks them) takes these, not the defaults.
+SAVED_BEFORE = {"augment_preset": "classic"}
 
 # Options a resumed run may change; the rest must match the saved run.
 RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
@@ -217,7 +267,7 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     if values.get("resume") and values.get("out"):
         saved = Path(values["out"]) / "train_config.json"
         if saved.is_file():
-            previous = json.loads(saved.read_text(encoding="utf-8"))
+            previous = {**SAVED_BEFORE, **json.loads(saved.read_text(encoding="utf-8"))}
             changed = {k for k in args if k not in RESUMABLE and previous.get(k) != args[k]}
             if changed:
                 raise TrainingError(

@@ -24,9 +24,9 @@ from segapp.io.files import write_text_atomic
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.processing import ProcessingConfig, normalize
 from segapp.model.weights import LoadedModel, load_model, recover_interrupted_save
-from segapp.training.augment import AugmentConfig, augment
+from segapp.training.augment import augment
 from segapp.training.checkpoint import load_state, model_card, save_checkpoint
-from segapp.training.config import TrainConfig, TrainingError
+from segapp.training.config import TrainConfig, TrainingError, augment_config
 from segapp.training.data import TrainSet, ValidSet, load_train_set, load_valid_set
 from segapp.training.devices import (
     Dist,
@@ -405,7 +405,7 @@ def forward_backward(run: Run, index: torch.Tensor, *, sync_gradients: bool) -> 
     images, labels = augment(
         run.train_set.inputs(index, run.processing).to(device, non_blocking=True),
         run.train_set.masks[index].to(device, non_blocking=True),
-        AugmentConfig(), run.generator, geometric=config.augment, intensity=config.augment,
+        augment_config(config), run.generator, geometric=config.augment, intensity=config.augment,
     )  # (B, 1 or 3, S, S) float 0..255, (B, S, S) long
     pixel_values = normalize(images, run.processing)  # (B, 3, S, S)
     no_sync = run.dist.world > 1 and not sync_gradients

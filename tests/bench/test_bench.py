@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from segapp.bench.core import BenchOptions, run_benchmarks
-from segapp.bench.training import bench_training
+from segapp.bench.training import bench_augment, bench_training
 
 
 def _quick(weights: Path, skip: str, **options: str) -> tuple[dict, list[str]]:
@@ -88,6 +88,14 @@ def test_training_bench_compares_both_pipelines(phantom_data: Path, tiny_model_d
     assert result["segapp_images_per_s"] > 0 and result["plain_images_per_s"] > 0
     assert result["ratio"] == result["segapp_images_per_s"] / result["plain_images_per_s"]
     assert result["peak_gpu_memory_mib"] is None and result["precision"] == "fp32" and result["compile"] == "off"
+    json.dumps(result)
+
+
+def test_augment_cost_is_timed_per_preset_against_the_step(tiny_model_dir: Path) -> None:
+    result = bench_augment(device="cpu", batch_size=2, image_size=64, repeats=1, base=str(tiny_model_dir))
+    assert set(result["augment_ms"]) == {"classic", "domain"} and result["step_ms"] > 0
+    for name, ms in result["augment_ms"].items():
+        assert ms > 0 and result["augment_share"][name] == ms / result["step_ms"]
     json.dumps(result)
 
 

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import pytest
 
-from segapp.training.config import TrainConfig, add_dataclass_arguments, build_parser, option
+from segapp.training.augment import DOMAIN, PRESETS, AugmentConfig
+from segapp.training.config import (
+    SAVED_BEFORE,
+    TrainConfig,
+    TrainingError,
+    add_dataclass_arguments,
+    augment_config,
+    build_parser,
+    config_from_args,
+    option,
+)
 
 
 @dataclass
@@ -90,3 +103,50 @@ def test_train_parser_has_one_option_per_field() -> None:
     assert vars(args) == {"image_size": 64, "hausdorff": False, "lr": 0.1, "scheduler": "constant"}
     flags = {a.dest for a in parser._actions} - {"help", "config"}
     assert flags == set(TrainConfig.__dataclass_fields__)
+
+
+def test_augmentation_defaults_to_the_domain_preset_and_each_lever_has_an_option() -> None:
+    assert augment_config(config_from_args([])) == PRESETS["domain"]
+    assert augment_config(config_from_args(["--augment-preset", "classic"])) == AugmentConfig()
+    off = augment_config(config_from_args(["--aug-elastic", "0", "--aug-noise-strength", "0.02"]))
+    assert off == dataclasses.replace(PRESETS["domain"], elastic=0.0, noise_strength=0.02)
+    # An option overrides its lever on either preset; "none" gives the preset's value back.
+    assert augment_config(config_from_args(["--augment-preset", "classic", "--aug-zoom", "0.4"])).zoom == 0.4
+    assert augment_config(config_from_args(["--aug-zoom", "none"])).zoom == DOMAIN["zoom"]
+    help_text = build_parser().format_help()
+    for name in DOMAIN:
+        assert "--aug-" + name.replace("_", "-") in help_text
+
+
+def test_bad_augmentation_values_stop_with_a_message() -> None:
+    with pytest.raises(TrainingError, match="remap is a probability"):
+        config_from_args(["--aug-remap", "1.5"])
+    with pytest.raises(TrainingError, match="exclude each other"):
+        TrainConfig(aug_blur=0.7, aug_sharpen=0.7)
+    with pytest.raises(SystemExit):
+        config_from_args(["--augment-preset", "fancy"])
+
+
+def _saved_run(tmp_path: Path, **config: object) -> Path:
+    """A run folder whose train_config.json holds ``config`` (and its own path as ``out``)."""
+    out = tmp_path / "run"
+    out.mkdir(parents=True)
+    (out / "train_config.json").write_text(json.dumps({**config, "out": str(out)}))
+    return out
+
+
+def test_a_run_saved_before_the_presets_resumes_with_classic_augmentation(tmp_path: Path) -> None:
+    # A train_config.json written before domain randomisation has none of its keys.
+    old = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k != "augment_preset" and not k.startswith("aug_")}
+    out = _saved_run(tmp_path, **{**old, "data": "d"})
+    config = config_from_args(["--out", str(out), "--resume"])
+    assert config.augment_preset == SAVED_BEFORE["augment_preset"] == "classic"
+    assert augment_config(config) == PRESETS["classic"]
+    with pytest.raises(TrainingError, match="augment_preset"):
+        config_from_args(["--out", str(out), "--resume", "--augment-preset", "domain"])
+    with pytest.raises(TrainingError, match="aug_elastic"):
+        config_from_args(["--out", str(out), "--resume", "--aug-elastic", "0.3"])
+    # A run saved with the keys resumes with what it saved.
+    new = _saved_run(tmp_path / "new", **dataclasses.asdict(TrainConfig(aug_zoom=0.2)))
+    resumed = augment_config(config_from_args(["--out", str(new), "--resume"]))
+    assert resumed == dataclasses.replace(PRESETS["domain"], zoom=0.2)
