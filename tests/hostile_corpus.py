@@ -56,7 +56,8 @@ class HostileFile:
         note: Regex one of the reader's notes must match, or None.
         description: What the file is, for reports.
         predict_error: Regex for ``python -m segapp.predict``'s refusal where it differs: predict
-            reads DICOM, zip and NIfTI files as volumes (the slice reader refuses them as slices).
+            reads DICOM, zip and NIfTI files as volumes (the slice reader reads one DICOM image
+            and refuses zips and NIfTI files as slices).
     """
 
     key: str
@@ -275,13 +276,14 @@ def hostile_corpus(*, seed: int = 0, max_pixels: int = 50_000_000) -> list[Hosti
         "SVG renamed .png",
     )
     bad("pdf", "report.png", b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n", r"PDF", "PDF renamed .png")
-    bad("dicom_like", "IM_0001.dcm", _dicom_like(raw), r"DICOM.*Export the slice as PNG", "DICOM-like file",
+    # The slice reader reads DICOM files; this one has no SOP Class and no pixel description.
+    bad("dicom_like", "IM_0001.dcm", _dicom_like(raw), r"DICOM file is damaged or incomplete", "damaged DICOM file",
         predict_error=r"no DICOM image series \(skipped: 1 damaged or incomplete DICOM file\)")
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as archive:
-        archive.writestr(SLICE_NAME, png8)
+        archive.writestr("scan.png", png8)  # a competition name would make it a one-slice volume
     bad("zip", "slices.zip", zipped.getvalue(), r"ZIP archive", "zip holding a PNG",
-        predict_error=r"ZIP archive holds no DICOM image series.*PNG slices are read unzipped")
+        predict_error=r"ZIP archive holds no DICOM image series.*competition name")
     bad("zip_as_png", "zipped.png", zipped.getvalue(), r"ZIP archive", "zip renamed .png")
     bad(
         "gzip_nifti",

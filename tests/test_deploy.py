@@ -50,6 +50,7 @@ README = ROOT / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+VOLUME_MB = 80  # the volume upload bound of the Space-like app (the default, 500 MB, is slow to exceed)
 
 
 # ----------------------------------------------------------------------------- reading the Dockerfile
@@ -484,6 +485,7 @@ def spaces_app(tiny_model_dir):
         env.setenv("GRADIO_SSR_MODE", "true")
         env.setenv("GRADIO_CACHE_EXAMPLES", "true")
         env.setenv("SEGAPP_WEIGHTS", str(tiny_model_dir))
+        env.setenv("SEGAPP_MAX_VOLUME_MB", str(VOLUME_MB))  # small, so the bound is quick to test
         env.delenv("SEGAPP_AUTH", raising=False)
         # gradio.http_server reads host and port from the environment once, at its import
         # (before a Space's app runs); in this shared test process, set what it would have read.
@@ -528,10 +530,13 @@ def test_app_starts_the_way_a_space_starts_it(spaces_app, tmp_path: Path) -> Non
         assert http.get("/").status_code == 200
         config = http.get("/config")
         assert config.status_code == 200 and TITLE in config.text
-        # The upload limit holds on the running server (a slice is well under 1 MB).
-        assert demo.max_file_size == 50 * 1024**2
-        too_big = http.post("/gradio_api/upload", files={"files": ("big.png", bytes(demo.max_file_size + 1))})
-        assert too_big.status_code == 413
+        # The upload bound of the running server is the volume bound ($SEGAPP_MAX_VOLUME_MB): a
+        # file above the slice bound is taken (the slice tab refuses it itself), one above it is not.
+        assert demo.max_file_size == VOLUME_MB * 1024**2
+        volume = http.post("/gradio_api/upload", files={"files": ("series.zip", bytes(60 * 1024**2))})
+        assert volume.status_code == 200
+        too_big = http.post("/gradio_api/upload", files={"files": ("big.zip", bytes(demo.max_file_size + 1))})
+        assert too_big.status_code == 413 and "exceeded maximum allowed size" in too_big.text
     result = client(spaces_app.url).predict(
         gradio_client.handle_file(str(write_slice(tmp_path, 41))), api_name="/segment"
     )

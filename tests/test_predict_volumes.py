@@ -197,3 +197,20 @@ def test_a_2_5d_model_reads_case_day_slices_with_their_neighbours_and_names_lone
     assert np.array_equal(labels, expected)
     masks = sorted((out / "masks").glob("slice_*.png"))
     assert np.array_equal(np.asarray(Image.open(masks[-1])), expected[0])
+
+
+def test_a_zipped_case_day_folder_is_a_volume(tiny_segmenter, tmp_path: Path) -> None:
+    """predict reads a zip of caseN_dayD/scans/ as the folder's volume (its NIfTI labels the same)."""
+    generate_dataset(tmp_path / "raw", train=6, valid=0, seed=4, raw=True, progress=False)
+    scans = sorted((tmp_path / "raw").rglob("scans"))[0]
+    archive = tmp_path / "day.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(scans.glob("*.png")):
+            zf.write(path, path.relative_to(scans.parents[1]).as_posix())
+    summary = predict([archive], out=tmp_path / "out", formats=["nifti"], segmenter=tiny_segmenter, progress=False)
+    assert summary.ok
+    labels = read_volume(tmp_path / "out" / "day" / "segmentation.nii.gz").voxels
+    expected = tiny_segmenter.predict_volume(read_volume(scans.parent)).labels
+    assert np.array_equal(labels, expected)
+    (row,) = _rows(tmp_path / "out" / "volumes.csv")
+    assert row["kind"] == "png" and row["slice_mm"] == "3.0"

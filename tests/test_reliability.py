@@ -148,19 +148,26 @@ def test_api_answers_every_corpus_file_and_keeps_serving(
     assert after.ok and np.array_equal(after.mask, before.mask)
 
 
-def test_api_refuses_an_upload_over_the_size_limit_clearly(served, load_test) -> None:
-    import httpx
+def test_a_slice_over_its_bound_is_refused_clearly_and_a_volume_of_that_size_is_read(
+    served, load_test, tmp_path: Path
+) -> None:
+    """The server takes uploads up to the volume bound (Gradio has one bound per app); /segment
+    refuses a file over the slice bound with a readable message, /segment_volume reads one."""
+    import gradio_client
 
-    from segapp.ui.server import MAX_FILE_SIZE
+    from segapp.ui.callbacks import MAX_SLICE_MB
 
-    limit = int(MAX_FILE_SIZE.removesuffix("mb")) * 1024 * 1024
-    response = httpx.post(
-        served + "gradio_api/upload",
-        files=[("files", ("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(limit + 1024), "image/png"))],
-        timeout=120,
-    )
-    assert response.status_code == 413
-    assert "exceeded maximum allowed size" in response.text and "Traceback" not in response.text
+    big = tmp_path / "huge.png"
+    with big.open("wb") as handle:  # sparse: 60 MB on the wire, nothing on disk
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.truncate((MAX_SLICE_MB + 10) * 2**20)
+    client = load_test.new_client(served, tmp_path)
+    with pytest.raises(gradio_client.exceptions.AppError, match=rf"60 MB; single slices up to {MAX_SLICE_MB} MB"):
+        client.predict(gradio_client.handle_file(str(big)), api_name="/segment")
+    volume = big.rename(tmp_path / "huge.nii.gz")
+    with pytest.raises(gradio_client.exceptions.AppError, match="gzip|NIfTI") as read:
+        client.predict(gradio_client.handle_file(str(volume)), None, api_name="/segment_volume")
+    assert "MB" not in str(read.value)  # the reader's message, not a size refusal
 
 
 def test_load_script_phases_on_a_small_scale(served, load_test, tmp_path: Path) -> None:

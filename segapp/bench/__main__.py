@@ -19,7 +19,9 @@ Measures (warm-up, repeats, medians):
    API (what curl or any language uses; :mod:`segapp.rest_client`) and through ``gradio_client`` (whose
    event polling adds a floor of its own), each next to a no-op endpoint's floor; throughput with
    8 concurrent clients of each kind; and, where Playwright and Chromium are installed, the page
-   itself: a click on Submit until the overlay has decoded (:mod:`segapp.bench.browser`);
+   itself: a click on Submit until the overlay has decoded (:mod:`segapp.bench.browser`), and the
+   volume tab (3c): Segment volume to the result for the 144-slice example (24 with ``--quick``),
+   and the keyboard slice-step latency p50 / p95 / max;
 4. training images/s vs a plain per-sample DataLoader (:mod:`segapp.bench.training`);
 5. start-up: seconds from launching ``python app.py`` to the first served prediction.
 

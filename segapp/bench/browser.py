@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 # Headless in a container: no sandbox (no user namespaces), no GPU, no background requests.
+# WebGL still works without a GPU: Chromium falls back to SwiftShader (ANGLE on Vulkan, on the CPU),
+# so the volume tab's 3D view draws its meshes (tests/ui/test_volume_browser.py checks the pixels).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 60_000
 # Pause before each timed step: the browser finishes painting the previous one (on 2 cores its

@@ -1,4 +1,6 @@
-"""Competition case-day folders as volumes: ``caseN_dayD/scans/slice_SSSS_W_H_PW_PH.png``.
+"""Competition case-day folders as volumes: ``caseN_dayD/scans/slice_SSSS_W_H_PW_PH.png``,
+as a folder, a list of files or a ``.zip`` (unpacked by the DICOM reader's one safe unzipper,
+:func:`segapp.io.dicom.unpacked`, which keeps these slices' names).
 
 Each slice goes through the slice reader (:func:`segapp.io.image.read_image`), so the volume's
 voxels are the 8-bit slices the model is fed (16-bit scans min-max scaled per slice, as the data
@@ -49,6 +51,28 @@ def is_case_folder(folder: Path) -> bool:
 def read_case_folder(folder: Path, *, max_voxels: int) -> ScanVolume:
     """Read a case-day folder (or any folder of competition-named PNG slices of one case-day)."""
     return _read(_named_pngs(folder), max_voxels=max_voxels)
+
+
+def is_slice_zip(archive: Path) -> bool:
+    """Whether every file in a zip (macOS metadata aside) is a competition-named PNG slice: a
+    zipped case-day folder (``scans/`` inside it, or flat). Reads the zip's directory only.
+
+    Raises:
+        InvalidVolumeError: The zip is damaged.
+    """
+    from segapp.io.dicom import zip_member_names
+
+    names = zip_member_names(archive)
+    return bool(names) and all(n.lower().endswith(".png") and parse_slice_name(n) is not None for n in names)
+
+
+def read_slice_zip(archive: Path, *, max_voxels: int) -> ScanVolume:
+    """Read a zipped case-day folder (see :func:`is_slice_zip`); it is unpacked into a temporary
+    folder that is removed afterwards."""
+    from segapp.io.dicom import unpacked
+
+    with unpacked(archive) as paths:
+        return read_png_slices(paths, max_voxels=max_voxels)
 
 
 def read_png_slices(paths: Sequence[Path], *, max_voxels: int,

@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def read_dicom_series(
     Raises:
         InvalidVolumeError: See the module docstring's policies.
     """
-    with _files_of(source) as paths:
+    with unpacked(source) as paths:
         by_series, skipped = _found_series(paths, source)
         chosen = _pick_series(by_series, series)
         slices = sorted(chosen, key=lambda s: float(np.dot(s.position, _normal(s.orientation))))
@@ -131,7 +131,7 @@ def list_series(source: Path | Sequence[str | os.PathLike[str]]) -> list[SeriesS
     Raises:
         InvalidVolumeError: Nothing usable (the same messages as :func:`read_dicom_series`).
     """
-    with _files_of(source) as paths:
+    with unpacked(source) as paths:
         by_series, _ = _found_series(paths, source)
     return [
         SeriesSummary(uid=uid, modality=str(frames[0].header.get("Modality", "?")),
@@ -139,6 +139,86 @@ def list_series(source: Path | Sequence[str | os.PathLike[str]]) -> list[SeriesS
                       slices=len(frames), rows=frames[0].rows, columns=frames[0].columns)
         for uid, frames in by_series.items()
     ]
+
+
+@dataclass(frozen=True, eq=False)
+class DicomSlice:
+    """One DICOM image read as a slice (the slice mode), in the display convention.
+
+    Attributes:
+        pixels: (H, W) stored values, rescale applied, rows and columns reordered as
+            :func:`read_dicom_series` would (see :mod:`segapp.io.volume`) when the header has a
+            position and orientation, else as stored.
+        spacing_mm: PixelSpacing as (row, column) mm in that order, None without one.
+        bits_stored: BitsStored (16 for a 16-bit MR).
+        modality: e.g. "MR" ("" when absent).
+        notes: Non-fatal remarks (a modality other than MR). Never patient data.
+    """
+
+    pixels: np.ndarray
+    spacing_mm: tuple[float, float] | None
+    bits_stored: int
+    modality: str
+    notes: tuple[str, ...]
+
+
+def read_dicom_slice(source: Path | IO[bytes], *, max_pixels: int) -> DicomSlice:
+    """Read one single-frame DICOM image as a 2D slice, with the series reader's header checks,
+    decoding and geometry.
+
+    Args:
+        source: A file path or a binary file object (read from its start).
+        max_pixels: Largest accepted rows x columns, checked from the header before decoding.
+
+    Raises:
+        InvalidVolumeError: A damaged or incomplete file, a non-image object (SEG, RTSTRUCT,
+            ...), a multi-frame file (a volume: the message points to the volume readers), a
+            slice that is not axial, too many pixels, undecodable or colour pixel data.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(source)
+        ds.SOPClassUID  # noqa: B018 - every DICOM object has one; a file without it is incomplete
+    except Exception:  # pydicom raises many types on damaged headers
+        raise InvalidVolumeError(
+            "The DICOM file is damaged or incomplete (its header lacks required fields or cannot be "
+            "parsed): it may have been cut off during copying. Export the image from the scanner or "
+            "viewer again."
+        ) from None
+    reason = _non_image_reason(ds)
+    if reason:
+        raise InvalidVolumeError(f"The DICOM file is a {reason}, not an image to segment. Send the MR image itself.")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InvalidVolumeError(
+            f"The DICOM file holds {frames} frames: it is a volume, not a single slice. Segment it as a "
+            "volume: the app's Volume tab, its /segment_volume API, or python -m segapp.predict."
+        )
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if rows * columns > max_pixels:
+        raise InvalidVolumeError(f"The image has {rows} x {columns} pixels; at most {max_pixels:,} are accepted.")
+    values, _ = _pixel_values(ds, ds)
+    if values.ndim != 2:
+        raise InvalidVolumeError("The DICOM image is not a grayscale image (colour or wrong shape).")
+    modality = str(ds.get("Modality", "") or "")
+    bits = int(ds.get("BitsStored", 16) or 16)
+    try:
+        plane = next(_frames_of(Path("slice"), ds))
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+        plane = None  # no usable position or orientation: the pixels as stored
+    if plane is not None:
+        check_axial(_normal(plane.orientation))
+        volume = _assemble([plane], values[None], _slice_step([plane]), {})
+        _, row_mm, col_mm = volume.spacing_mm
+        return DicomSlice(pixels=volume.voxels[0], spacing_mm=(row_mm, col_mm), bits_stored=bits,
+                          modality=modality, notes=volume.notes)
+    try:
+        spacing: tuple[float, float] | None = _spacing(ds.PixelSpacing)
+    except (AttributeError, KeyError, ValueError, TypeError):
+        spacing = None
+    notes = () if modality == "MR" else (f"modality {modality or 'unknown'}: the model was trained on MR",)
+    return DicomSlice(pixels=values, spacing_mm=spacing, bits_stored=bits, modality=modality, notes=notes)
 
 
 def _found_series(paths: Sequence[Path], source: Path | Sequence[str | os.PathLike[str]]
@@ -155,12 +235,10 @@ def _found_series(paths: Sequence[Path], source: Path | Sequence[str | os.PathLi
 # Finding the files
 
 
-
-
 @contextlib.contextmanager
-def _files_of(source: Path | Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """The candidate files of a source; a zip is unpacked into a temporary folder that is
-    removed afterwards."""
+def unpacked(source: Path | Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """The candidate files of a source (a folder walked, a list of files, one file); a zip is
+    unpacked by :func:`_unzip` into a temporary folder that is removed on leaving."""
     if isinstance(source, Path) and source.is_file() and zipfile.is_zipfile(source):
         folder = Path(tempfile.mkdtemp(prefix="segapp-zip-"))
         try:
@@ -191,12 +269,59 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(paths)
 
 
-def _unzip(archive: Path, folder: Path) -> None:
-    """Extract a zip safely: bounded entry count, size and compression ratio; no entry may
-    leave ``folder`` (absolute paths, ``..``, links)."""
+def zip_member_names(archive: Path) -> list[str]:
+    """The names (paths inside the archive) of the files :func:`unpacked` would extract from a
+    zip: no folders, no macOS metadata. Reads the zip's directory only.
+
+    Raises:
+        InvalidVolumeError: The zip is damaged.
+    """
     try:
         with zipfile.ZipFile(archive) as zf:
-            entries = [e for e in zf.infolist() if not e.is_dir()]
+            return [entry.filename for entry in _members(zf)]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise InvalidVolumeError(f"The zip file is damaged ({type(exc).__name__}).") from None
+
+
+def _members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The file entries worth extracting: folders and macOS metadata (``__MACOSX/``, ``._*``
+    resource forks, which look like files of the same names) are left out."""
+    return [entry for entry in zf.infolist() if not entry.is_dir()
+            and not entry.filename.startswith("__MACOSX/")
+            and not PurePosixPath(entry.filename.replace("\\", "/")).name.startswith("._")]
+
+
+def _slice_png_name(entry_name: str) -> str | None:
+    """The name a competition-named PNG slice is extracted under, else None.
+
+    The case-folder reader needs the slice's name (slice number, size, spacing, case and day).
+    Only a name the competition pattern matches in full is kept (digits, letters, ``_`` and
+    ``.``: it cannot leave the folder or carry patient data); case and day from a
+    ``caseN_dayD`` folder of the entry are put in front of it, as the prepared layout names it.
+    """
+    from segapp.io.naming import parse_slice_name
+
+    parsed = parse_slice_name(entry_name)
+    base = PurePosixPath(entry_name.replace("\\", "/")).name
+    if parsed is None or not base.lower().endswith(".png"):
+        return None
+    own = parse_slice_name(base)
+    if parsed.case is None or (own is not None and own.case is not None):
+        return base
+    return f"case{parsed.case}_day{parsed.day}_{base}"
+
+
+def _unzip(archive: Path, folder: Path) -> None:
+    """Extract a zip safely: bounded entry count, size and compression ratio; no entry may
+    leave ``folder`` (absolute paths, ``..``, links).
+
+    Entries get neutral names (``folder/000042``): file names can carry patient data and odd
+    characters. Competition-named PNG slices are the exception: each goes into a folder of its
+    own under the name :func:`_slice_png_name` gives (``folder/000042/case7_day3_slice_...png``).
+    """
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            entries = _members(zf)
             if len(entries) > MAX_ZIP_ENTRIES:
                 raise InvalidVolumeError(f"The zip holds {len(entries):,} files; at most {MAX_ZIP_ENTRIES:,} are read.")
             total = sum(e.file_size for e in entries)
@@ -212,8 +337,11 @@ def _unzip(archive: Path, folder: Path) -> None:
                     raise InvalidVolumeError("The zip contains a path leading outside its folder: refused.")
                 if (entry.external_attr >> 16) & 0o170000 == 0o120000:
                     continue  # symbolic link: never followed
-                # Entries get neutral names: file names can carry patient data and odd characters.
                 target = folder / f"{index:06d}"
+                slice_name = _slice_png_name(entry.filename)
+                if slice_name is not None:
+                    target.mkdir()
+                    target = target / slice_name
                 with zf.open(entry) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, length=1 << 20)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
@@ -338,7 +466,8 @@ def _nothing_found(skipped: dict[str, int], *, is_zip: bool) -> str:
     if not skipped:
         return f"{where} no files. Send a folder or zip of one DICOM series, or a NIfTI file."
     counts = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
-    advice = " (PNG slices are read unzipped)" if is_zip else ""
+    advice = (" (a zip of PNG slices is read as a volume when every file in it has a competition name: "
+              "caseN_dayD_slice_SSSS_W_H_PW_PH.png, or slice_... in a caseN_dayD folder)") if is_zip else ""
     return f"{where} no DICOM image series (skipped: {counts}). Send the image series itself{advice}."
 
 
@@ -421,7 +550,6 @@ def _slice_step(slices: Sequence[_Slice]) -> float:
 def _decode(slices: Sequence[_Slice]) -> np.ndarray:
     """(Z, rows, columns) stored values, rescale applied, in the sorted order."""
     import pydicom
-    from pydicom.pixels import apply_rescale
 
     cache: dict[Path, np.ndarray] = {}  # a multi-frame file is decoded once
     planes = []
@@ -430,11 +558,10 @@ def _decode(slices: Sequence[_Slice]) -> np.ndarray:
         if s.path not in cache:
             try:
                 ds = pydicom.dcmread(s.path)
-                array = ds.pixel_array
-                out = apply_rescale(array, ds) if "RescaleSlope" in ds or "RescaleIntercept" in ds else array
-                rescaled = rescaled or out is not array
-            except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, ...)
+            except Exception as exc:  # a file changed or cut since its header was read
                 raise InvalidVolumeError(_decode_message(s.header, exc)) from None
+            out, scaled = _pixel_values(ds, s.header)
+            rescaled = rescaled or scaled
             if s.frame is None and out.ndim != 2 or s.frame is not None and out.ndim not in (2, 3):
                 raise InvalidVolumeError("A slice's pixel data is not a grayscale image (colour or wrong shape).")
             cache = {s.path: out}  # keep only the current file: memory stays one file deep
@@ -442,6 +569,22 @@ def _decode(slices: Sequence[_Slice]) -> np.ndarray:
         planes.append(array if s.frame is None or array.ndim == 2 else array[s.frame])
     stack = np.stack(planes)
     return stack.astype(np.float32) if rescaled else stack
+
+
+def _pixel_values(ds: Any, header: Any) -> tuple[np.ndarray, bool]:
+    """A dataset's pixel array with rescale slope and intercept applied, and whether they were.
+
+    Raises:
+        InvalidVolumeError: The pixel data cannot be decoded (naming the decoder to install).
+    """
+    from pydicom.pixels import apply_rescale
+
+    try:
+        array = ds.pixel_array
+        out = apply_rescale(array, ds) if "RescaleSlope" in ds or "RescaleIntercept" in ds else array
+    except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, ...)
+        raise InvalidVolumeError(_decode_message(header, exc)) from None
+    return out, out is not array
 
 
 def _decode_message(header: Any, exc: Exception) -> str:

@@ -16,6 +16,11 @@ Policies (documented here so the app and the tools behave the same):
 - Colour: equal channels give that channel exactly; true colour becomes luminance
   (ITU-R 601-2, PIL's ``"L"`` conversion) and a note says so.
 - JPEG/TIFF EXIF orientation is applied.
+- DICOM (a file with the DICOM preamble): read by the one DICOM reader,
+  :func:`segapp.io.dicom.read_dicom_slice`: one single-frame image, rescale applied, rows and
+  columns in the display convention, min-max scaled to 8 bits like any wide-range image; the
+  pixel spacing comes from its header (PixelSpacing). Multi-frame files are volumes and are
+  refused with a message pointing to the volume readers; damaged files are refused.
 - Size is checked from the header before any pixel is decoded. PIL's own
   decompression-bomb guard stays on as a second line, so images above its limit
   (about 179 million pixels) are refused whatever ``max_pixels`` says. For headers
@@ -134,7 +139,8 @@ def read_image(
             bool dtype.
         name: File name to report and to read the spacing from; defaults to the
             path's (or the file object's) file name.
-        spacing_mm: Pixel spacing (row, column) in mm; overrides what the name says.
+        spacing_mm: Pixel spacing (row, column) in mm; overrides what a DICOM header or the
+            name says (a DICOM header's spacing overrides the name's).
         max_pixels: Largest accepted H * W, checked before decoding.
 
     Returns:
@@ -149,12 +155,14 @@ def read_image(
     if spacing_mm is not None:
         spacing_mm = _checked_spacing(spacing_mm)
     try:
-        pixels, bit_depth, mode, notes, source_name = _decode_source(source, max_pixels)
+        pixels, bit_depth, mode, notes, header_spacing, source_name = _decode_source(source, max_pixels)
     except MemoryError as exc:
         raise InvalidImageError(
             "The image is too large to process with the memory available. Upload a single, smaller slice."
         ) from exc
     name = name if name is not None else source_name
+    if spacing_mm is None:
+        spacing_mm = header_spacing
     if spacing_mm is None:
         for candidate in (name, source_name):
             if candidate:
@@ -171,11 +179,14 @@ def read_image(
     )
 
 
-_Decoded = tuple[np.ndarray, int, str, list[str]]
+# (pixels, bit depth, mode, notes, pixel spacing from the file's header or None)
+_Decoded = tuple[np.ndarray, int, str, list[str], tuple[float, float] | None]
 
 
-def _decode_source(source: Source, max_pixels: int) -> tuple[np.ndarray, int, str, list[str], str | None]:
-    """Dispatch on the source kind: (pixels, bit depth, mode, notes, file name or None)."""
+def _decode_source(
+    source: Source, max_pixels: int
+) -> tuple[np.ndarray, int, str, list[str], tuple[float, float] | None, str | None]:
+    """Dispatch on the source kind: (pixels, bit depth, mode, notes, header spacing, file name or None)."""
     if isinstance(source, np.ndarray):
         return (*_from_array(source, max_pixels), None)
     if isinstance(source, Image.Image):
@@ -247,7 +258,10 @@ _EMPTY = "The file is empty (0 bytes): the export or upload did not complete. Ex
 
 
 def _decode(fp: IO[bytes], head: bytes, max_pixels: int) -> _Decoded:
-    """Open with PIL (accepted formats only), check the header size, then decode."""
+    """Open with PIL (accepted formats only), check the header size, then decode; a DICOM file
+    goes to the DICOM reader."""
+    if head[128:132] == b"DICM":
+        return _from_dicom(fp, max_pixels)
     try:
         image = Image.open(fp, formats=_PIL_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -258,6 +272,22 @@ def _decode(fp: IO[bytes], head: bytes, max_pixels: int) -> _Decoded:
         raise InvalidImageError(_damaged_message(_sniff_format(head))) from exc
     with image:
         return _from_pil(image, max_pixels, frame_policy="first")
+
+
+def _from_dicom(fp: IO[bytes], max_pixels: int) -> _Decoded:
+    """One DICOM image through :func:`segapp.io.dicom.read_dicom_slice`; its refusals become
+    InvalidImageError with the same message."""
+    try:
+        from segapp.io.dicom import read_dicom_slice
+        from segapp.io.volume import InvalidVolumeError
+    except ImportError:  # pragma: no cover - pydicom is in the requirements
+        raise InvalidImageError("Reading DICOM files needs pydicom (pip install pydicom).") from None
+    try:
+        read = read_dicom_slice(fp, max_pixels=max_pixels)
+    except InvalidVolumeError as exc:
+        raise InvalidImageError(str(exc)) from None
+    pixels, _, _, notes, _ = _from_array(read.pixels, max_pixels)  # checks and the 8-bit scaling
+    return pixels, read.bits_stored, f"DICOM {read.modality}".strip(), [*read.notes, *notes], read.spacing_mm
 
 
 def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> _Decoded:
@@ -286,7 +316,7 @@ def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> _Dec
     except Exception as exc:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError...
         raise InvalidImageError(_damaged_message(fmt)) from exc
     pixels, more_notes = _to_gray_uint8(array)
-    return pixels, bit_depth, mode, notes + more_notes
+    return pixels, bit_depth, mode, notes + more_notes, None
 
 
 def _frame_count(image: Image.Image) -> int:
@@ -335,7 +365,7 @@ def _from_array(array: np.ndarray, max_pixels: int) -> _Decoded:
     bit_depth = 1 if kind == "b" else array.dtype.itemsize * 8
     # Copy: the returned pixels must never alias the caller's array.
     pixels, notes = _to_gray_uint8(np.array(array))
-    return pixels, bit_depth, array.dtype.name, notes
+    return pixels, bit_depth, array.dtype.name, notes, None
 
 
 def _to_gray_uint8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -472,9 +502,7 @@ def _sniff_format(head: bytes) -> str | None:
 
 
 def _looks_like(head: bytes) -> str | None:
-    """What a non-image file looks like, from its first bytes."""
-    if head[128:132] == b"DICM":
-        return "a DICOM file"
+    """What a non-image file looks like, from its first bytes (DICOM files never get here: they are read)."""
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "a ZIP archive"
     if head.startswith(b"\x1f\x8b"):
@@ -509,11 +537,6 @@ def _describe_unreadable(head: bytes) -> str:
     if fmt is not None:
         return _damaged_message(fmt)
     looks = _looks_like(head)
-    if looks == "a DICOM file":
-        return (
-            "The file is not an image but a DICOM file, which this tool does not read. "
-            "Export the slice as PNG (16-bit grayscale keeps full detail) and upload that."
-        )
     kind = f"it looks like {looks}" if looks else "its format is not recognised"
     return f"The file is not an image ({kind}). Upload a {ACCEPTED} slice."
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +224,7 @@ def read_volume(
         source: A folder of DICOM files (recursive), a ``.zip`` of one, a list of files (a
             browser upload), one DICOM file (enhanced multi-frame or a single slice),
             a ``.nii`` / ``.nii.gz`` file, or a competition case-day folder / folder of
-            competition-named PNG slices of one case-day.
+            competition-named PNG slices of one case-day, or a ``.zip`` of either.
         series: SeriesInstanceUID to pick when the DICOM source holds several series.
         volume_index: For 4D NIfTI: which volume (0-based); 4D is refused without it.
         max_voxels: Largest accepted Z * H * W, checked before decoding.
@@ -241,6 +242,8 @@ def read_volume(
             return nifti.read_nifti(path, volume_index=volume_index, max_voxels=max_voxels)
         if path.is_dir() and casefolder.is_case_folder(path):
             return casefolder.read_case_folder(path, max_voxels=max_voxels)
+        if path.is_file() and zipfile.is_zipfile(path) and casefolder.is_slice_zip(path):
+            return casefolder.read_slice_zip(path, max_voxels=max_voxels)
         files: Sequence[str | os.PathLike[str]] | Path = path
     else:
         files = list(source)

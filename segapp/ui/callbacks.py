@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # An MRI slice is a few hundred pixels a side; this bounds memory per request and per session.
 APP_MAX_PIXELS = 4096 * 4096
+# A slice file is well under 1 MB. The server's own upload bound is the volume tab's (hundreds
+# of MB, Gradio has one bound per app), so the slice tab and /segment refuse bigger files here.
+MAX_SLICE_MB = 50
 # Accepted example files, in the order read_image lists its formats.
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 MAX_SPACING_MM = 50.0  # beyond any MRI pixel; a typo such as "15" for "1.5" still passes
@@ -407,6 +410,13 @@ class OutputFolders:
         return removed
 
 
+def _spacing_origin(scan: ScanImage) -> str | None:
+    """Where a read slice's spacing came from: a DICOM file's header, else the file name."""
+    if scan.spacing_mm is None:
+        return None
+    return "from the DICOM header" if scan.original_mode.startswith("DICOM") else "from the file name"
+
+
 def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
@@ -466,10 +476,12 @@ class Callbacks:
         """Read an uploaded file into a slice, applying a typed spacing.
 
         Returns:
-            The slice and where its spacing came from (``"entered"``, ``"from the file name"``, None).
+            The slice and where its spacing came from (``"entered"``, ``"from the DICOM header"``,
+            ``"from the file name"``, None).
 
         Raises:
-            gradio.Error: No file, a file no longer on the server, or an unusable image.
+            gradio.Error: No file, a file no longer on the server, over :data:`MAX_SLICE_MB`, or an
+                unusable image.
         """
         if not file:
             raise user_error("No slice yet: upload an image file (or click one of the examples).")
@@ -479,12 +491,18 @@ class Callbacks:
                 "The uploaded file is no longer on the server (uploads are deleted after a few "
                 "minutes for privacy). Upload it again."
             )
+        size = path.stat().st_size
+        if size > MAX_SLICE_MB * 2**20:
+            raise user_error(
+                f"The file is {size / 2**20:,.0f} MB; single slices up to {MAX_SLICE_MB} MB are accepted (a "
+                "slice is well under 1 MB). For a whole series use the Volume tab (or /segment_volume)."
+            )
         spacing = parse_spacing_text(spacing_text)
         try:
             scan = read_image(path, spacing_mm=spacing, max_pixels=self.max_pixels)
         except InvalidImageError as exc:
             raise user_error(str(exc)) from None
-        source = "entered" if spacing is not None else ("from the file name" if scan.spacing_mm else None)
+        source = "entered" if spacing is not None else _spacing_origin(scan)
         return scan, source
 
     def preview(self, file: str | None, spacing_text: str | None) -> SegmentOutputs:

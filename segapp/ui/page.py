@@ -147,7 +147,7 @@ def build_demo(
                     # Left: input and display controls
                     with gr.Column(scale=4, min_width=300, elem_id="left-col"):
                         upload = gr.File(
-                            label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP",
+                            label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP, or one DICOM image",
                             file_count="single",
                             type="filepath",
                             elem_id="upload",
@@ -273,7 +273,8 @@ def build_demo(
             inputs=[upload, spacing],
             outputs=[api_mask, api_stats],
             api_name="segment",
-            api_description="Segment one MRI slice (image file; optional pixel spacing in mm such as "
+            api_description="Segment one MRI slice (image file or one single-frame DICOM image, up to 50 MB; "
+            "optional pixel spacing in mm such as "
             "'1.5' or '1.5 x 1.63'). Returns the class-id mask PNG (0 background, 1 stomach, 2 small "
             "bowel, 3 large bowel; the training masks' format) and the statistics.",
             concurrency_id="model",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
+from segapp.ui.volume import max_volume_bytes
 from segapp.ui.volume_tab import KEYBOARD_JS
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ log = logging.getLogger("segapp.ui")
 
 WEIGHTS_ENV = "SEGAPP_WEIGHTS"
 AUTH_ENV = "SEGAPP_AUTH"
-MAX_FILE_SIZE = "50mb"  # a slice is well under 1 MB; this only stops abuse
 
 
 class LazySegmenter:
@@ -188,6 +188,9 @@ def launch_options(
         share: Public share link; off unless asked for.
         auth: (user, password) login, or None.
         css_path: The style sheet (``assets/style.css``).
+
+    Raises:
+        ValueError: ``$SEGAPP_MAX_VOLUME_MB`` is not a positive number.
     """
     return {
         "server_name": host,
@@ -197,7 +200,9 @@ def launch_options(
         "theme": make_theme(),
         "css": load_css(css_path),
         "js": KEYBOARD_JS,  # the volume tab's arrow and page keys
-        "max_file_size": MAX_FILE_SIZE,
+        # Gradio has one upload bound per app: the volume tab's (one zip or NIfTI may be that
+        # large); the slice tab and /segment refuse files over MAX_SLICE_MB themselves.
+        "max_file_size": max_volume_bytes(),
         "run_history": False,  # nothing of a run is kept in the browser's storage
         "ssr_mode": False,  # server-side rendering needs Node; the page is fully client-rendered
         "show_error": False,  # only gr.Error messages reach the page, never tracebacks

@@ -84,8 +84,8 @@ def empty_volume_card() -> str:
     """The volume card before anything was segmented."""
     return (
         '<div class="stats-card stats-empty"><div class="stats-title">Volume results</div>'
-        "<p>Upload a DICOM series (files, a folder or a .zip), a NIfTI file or one DICOM file, or "
-        "click the example, and press <b>Segment volume</b>. Each organ's volume in mL, the slices "
+        "<p>Upload a DICOM series (files, a folder or a .zip), a NIfTI file, one DICOM file or a .zip of a "
+        "case-day folder of PNG slices, or click the example, and press <b>Segment volume</b>. Each organ's volume in mL, the slices "
         "it spans, its largest area and the model's confidence appear here.</p></div>"
     )
 
@@ -237,7 +237,7 @@ class VolumeCallbacks:
         Raises:
             gradio.Error: The upload is not usable (the reader's message).
         """
-        from segapp.io import dicom
+        from segapp.io import casefolder, dicom
 
         source = self._source(files)
         # One file that is not a zip (NIfTI, one DICOM file) or PNG slices: one volume, no choice.
@@ -246,6 +246,8 @@ class VolumeCallbacks:
         if isinstance(source, list) and all(p.suffix.lower() == ".png" for p in source):
             return []
         try:
+            if isinstance(source, Path) and casefolder.is_slice_zip(source):
+                return []  # a zipped case-day folder
             found = dicom.list_series(source)
         except InvalidVolumeError as exc:
             raise user_error(str(exc)) from None

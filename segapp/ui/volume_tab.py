@@ -58,7 +58,7 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
         # Left: input and display controls
         with gr.Column(scale=4, min_width=300, elem_id="vol-left"):
             files = gr.File(
-                label="DICOM series (files or a .zip), NIfTI (.nii / .nii.gz) or one DICOM file",
+                label="DICOM series (files or a .zip), NIfTI (.nii / .nii.gz), one DICOM file, or a .zip of a case-day folder",
                 file_count="multiple", type="filepath", elem_id="vol-upload", height=150,
             )
             folder = gr.File(label="Or a folder: a DICOM series or a case-day folder", file_count="directory",
@@ -159,7 +159,8 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
     api_trigger.click(
         segment_volume, inputs=[api_file, api_series], outputs=[api_labels, api_stats],
         api_name="segment_volume", concurrency_id="volume", concurrency_limit=1,
-        api_description="Segment a volume (a zip of a DICOM series, a .nii / .nii.gz, or one DICOM file; "
+        api_description="Segment a volume (a zip of a DICOM series or of a case-day folder of competition-named PNG slices, "
+        "a .nii / .nii.gz, or one DICOM file; "
         "optional SeriesInstanceUID when the zip holds several). Returns the NIfTI label map (0 background, "
         "1 stomach, 2 small bowel, 3 large bowel, on the input's grid) and the statistics.",
     )

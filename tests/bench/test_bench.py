@@ -76,10 +76,38 @@ def test_bench_compiled_section(tiny_model_dir: Path, monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_bench_quick_web_and_startup(tiny_model_dir: Path) -> None:
-    result, _ = _quick(tiny_model_dir, "training")
+    from segapp.bench.browser import page_available
+
+    result, lines = _quick(tiny_model_dir, "training")
     assert result["web"]["web_request_ms"] > 0 and result["web"]["gradio_echo_ms"] > 0
     assert result["web"]["web_8_clients_requests_per_s"] > 0
     assert result["startup"]["startup_to_first_prediction_s"] > 0
+    if page_available() is None:  # the page parts, 3b and 3c, run where Chromium is
+        volume = result["web"]["volume_page"]
+        assert volume["steps"] == 20 and volume["volume_result_ms"] > 0 and volume["step_ms_p95"] > 0
+        assert any(line.split("\n")[-1].startswith("3c. the volume tab in Chromium: ") for line in lines)
+
+
+def test_bench_volume_page_part_and_its_report_line(tiny_segmenter, tmp_path: Path) -> None:
+    """Part 3c as ``python -m segapp.bench`` runs it (its own Chromium), on a small example, and
+    the report's line for it (the whole quick run is the slow test above)."""
+    from helpers import served_page
+
+    from segapp.bench import report
+    from segapp.bench.browser import bench_volume_page, page_available
+    from segapp.ui.volume import make_example_zip
+
+    missing = page_available()
+    if missing:
+        pytest.skip(missing)
+    with served_page(tiny_segmenter, None) as url:
+        volume = bench_volume_page(url, make_example_zip(tmp_path, count=6), steps=2)
+    assert volume["steps"] == 4 and volume["volume_result_ms"] > 0
+    assert 0 < volume["step_ms_p50"] <= volume["step_ms_p95"] <= volume["step_ms_max"]
+    line = report.page({"page": {"page_submit_ms": 1.0, "baseline_ms": 1.0, "overhead": 0.0},
+                        "volume_page": volume, "page_skipped": None})
+    assert line.splitlines()[-1].startswith("3c. the volume tab in Chromium: Segment volume to result ")
+    assert "(keyboard, 4 steps) p50 " in line
 
 
 def test_training_bench_compares_both_pipelines(phantom_data: Path, tiny_model_dir: Path) -> None:

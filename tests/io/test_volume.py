@@ -6,6 +6,7 @@ every refusal is a readable InvalidVolumeError without patient data.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -384,3 +385,68 @@ def test_jpeg_lossless_decodes(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "colour.dcm")
     with pytest.raises(InvalidVolumeError, match="not a grayscale image"):
         read_volume(tmp_path / "colour.dcm")
+
+
+def _case_day_slices(scans: Path) -> list[Path]:
+    from PIL import Image
+
+    scans.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    paths = []
+    for number in (3, 1, 2):
+        path = scans / f"slice_{number:04d}_12_10_1.50_1.63.png"
+        Image.fromarray(rng.integers(0, 4000, size=(10, 12)).astype(np.uint16)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_a_zipped_case_day_folder_reads_like_the_folder(tmp_path: Path) -> None:
+    """A zip of caseN_dayD/scans/ (names as the competition has them), or of the prepared names
+    flat, is the volume the folder is; macOS metadata entries are ignored."""
+    from segapp.io.casefolder import is_slice_zip
+
+    paths = _case_day_slices(tmp_path / "case7_day3" / "scans")
+    folder = read_volume(tmp_path / "case7_day3")
+    nested, flat = tmp_path / "nested.zip", tmp_path / "flat.zip"
+    with zipfile.ZipFile(nested, "w") as zf, zipfile.ZipFile(flat, "w") as zf_flat:
+        for path in paths:
+            zf.write(path, f"case7_day3/scans/{path.name}")
+            zf.writestr(f"__MACOSX/case7_day3/scans/._{path.name}", b"\x00\x05\x16\x07")
+            zf_flat.write(path, f"case7_day3_{path.name}")
+    for archive in (nested, flat):
+        assert is_slice_zip(archive)
+        volume = read_volume(archive)
+        assert volume.kind == "png" and volume.spacing_mm == folder.spacing_mm
+        assert np.array_equal(volume.voxels, folder.voxels)
+
+
+def test_a_zip_of_other_pngs_is_refused_with_the_naming_rule(tmp_path: Path) -> None:
+    from PIL import Image
+
+    archive = tmp_path / "pngs.zip"
+    Image.fromarray(np.arange(120, dtype=np.uint8).reshape(10, 12)).save(tmp_path / "scan.png")
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tmp_path / "scan.png", "scan.png")
+    with pytest.raises(InvalidVolumeError, match="competition name"):
+        read_volume(archive)
+
+
+def test_zip_entries_keep_only_competition_slice_names(tmp_path: Path) -> None:
+    """The unzipper keeps a competition slice's name (with case and day from its folder) and gives
+    every other entry a neutral name; a slice name cannot carry a path out of the folder."""
+    from segapp.io.dicom import unpacked
+
+    archive = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("case2_day4/scans/slice_0005_12_10_1.50_1.50.png", b"png")
+        zf.writestr("Doe_Jane/IM_0001.dcm", b"dicom")
+        zf.writestr("notes/slice_0001_12_10_1.50_1.50.png.exe", b"x")
+    with unpacked(archive) as paths:
+        names = sorted(p.name for p in paths)
+        inside = Path(os.path.commonpath(paths)).name.startswith("segapp-zip-")  # the temporary folder
+    assert names == ["000001", "000002", "case2_day4_slice_0005_12_10_1.50_1.50.png"] and inside
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../case1_day1_slice_0001_12_10_1.50_1.50.png", b"png")
+    with pytest.raises(InvalidVolumeError, match="outside its folder"):
+        read_volume(evil)

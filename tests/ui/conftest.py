@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 VOLUME_SLICES = 6
 
@@ -40,7 +41,7 @@ def zip_folder(folder: Path, archive: Path) -> Path:
 @pytest.fixture(scope="session")
 def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A phantom MR series of :data:`VOLUME_SLICES` slices as files, a zip, a zip of two series,
-    and the same volume as NIfTI."""
+    the same volume as NIfTI and as a zipped case-day folder of PNG slices."""
     from segapp.synthetic.volume import phantom_volume
     from segapp.synthetic.volume_files import write_dicom_series, write_nifti_pair
 
@@ -50,7 +51,15 @@ def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_dicom_series(phantom_volume(4, 3, 1, first=60, count=4), root / "two" / "second", seed=1)
     write_dicom_series(volume, root / "two" / "first")
     image, _ = write_nifti_pair(volume, root / "nifti")
+    # The same slices as a zipped competition case-day folder (caseN_dayD/scans/slice_....png).
+    scans = root / "case-day" / f"case{volume.case}_day{volume.day}" / "scans"
+    scans.mkdir(parents=True)
+    _, height, width = volume.image16.shape
+    for plane, number in zip(volume.image16, volume.slice_numbers):
+        name = f"slice_{number:04d}_{width}_{height}_{volume.spacing_mm[2]:.2f}_{volume.spacing_mm[1]:.2f}.png"
+        Image.fromarray(plane).save(scans / name)
     return {
+        "case_day_zip": zip_folder(root / "case-day", root / "case-day.zip"),
         "folder": root / "one" / "series",
         "first_file": files[0],
         "zip": zip_folder(root / "one", root / "series.zip"),

@@ -202,6 +202,54 @@ def test_bad_files_give_readable_errors(callbacks: Callbacks, counting: Counting
     assert counting.calls == 0
 
 
+@pytest.mark.parametrize("kind", ["phantom", "MR_small"])
+def test_one_dicom_file_is_segmented_with_its_header_spacing(
+    callbacks: Callbacks, tiny_segmenter, tmp_path: Path, caplog, kind: str
+) -> None:
+    """A DICOM slice (a phantom series' file, pydicom's real 64 x 64 MR): the spacing of its
+    header in the card and the statistics; its patient's name nowhere in the page or the log."""
+    import logging
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    if kind == "phantom":
+        from segapp.synthetic.volume import phantom_volume
+        from segapp.synthetic.volume_files import write_dicom_series
+
+        path = write_dicom_series(phantom_volume(2, 1, 1, first=70, count=1), tmp_path / "series")[0]
+    else:
+        path = tmp_path / "IM_0001"
+        ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+        ds.save_as(path, enforce_file_format=True)
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    name = str(header.PatientName)
+    spacing = [float(v) for v in header.PixelSpacing]
+    with caplog.at_level(logging.DEBUG):
+        ready = callbacks.preview(str(path), "").card
+        outputs = callbacks.segment(str(path), "", 0.5, None)
+    assert "DICOM header" in ready and "DICOM header" in outputs.card
+    assert outputs.stats["spacing_source"] == "from the DICOM header"
+    assert outputs.stats["spacing_mm"] == pytest.approx(spacing)
+    expected = tiny_segmenter.predict(read_image(path)).mask
+    assert np.array_equal(np.array(Image.open(outputs.mask_png)), expected)
+    shown = ready + outputs.card + json.dumps(outputs.stats) + caplog.text
+    for part in name.split("^"):
+        assert part not in shown
+
+
+def test_a_slice_upload_over_the_slice_bound_is_refused(callbacks: Callbacks, counting, tmp_path: Path) -> None:
+    from segapp.ui.callbacks import MAX_SLICE_MB
+
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:  # sparse
+        handle.truncate(MAX_SLICE_MB * 2**20 + 1)
+    with pytest.raises(gr.Error) as excinfo:
+        callbacks.preview(str(big), "")
+    assert f"single slices up to {MAX_SLICE_MB} MB" in _error_text(excinfo) and "Volume tab" in _error_text(excinfo)
+    assert counting.calls == 0
+
+
 def test_error_text_is_escaped_for_the_page(callbacks: Callbacks) -> None:
     with pytest.raises(gr.Error) as excinfo:
         parse_spacing_text("<img src=x onerror=alert(1)>")
@@ -447,7 +495,8 @@ def test_lazy_segmenter_loads_once_across_threads() -> None:
         lazy.configure(device="cuda")
 
 
-def test_command_line_and_launch_defaults() -> None:
+def test_command_line_and_launch_defaults(monkeypatch) -> None:
+    monkeypatch.delenv("SEGAPP_MAX_VOLUME_MB", raising=False)
     args = build_parser().parse_args([])
     assert (args.weights, args.host, args.port, args.share, args.auth, args.device) == (
         None,
@@ -464,7 +513,9 @@ def test_command_line_and_launch_defaults() -> None:
     options = launch_options()
     assert options["share"] is False and options["run_history"] is False and options["ssr_mode"] is False
     assert options["server_name"] is None  # Gradio's default: 127.0.0.1 unless GRADIO_SERVER_NAME
-    assert options["max_file_size"] and "#class-toggles" in options["css"]
+    assert "#class-toggles" in options["css"]
+    # Gradio's one upload bound is the volume tab's; slices are bounded by their callback.
+    assert options["max_file_size"] == 500 * 2**20
 
 
 def test_main_refuses_to_start_without_weights(tmp_path: Path, capsys) -> None:

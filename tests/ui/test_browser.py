@@ -1,10 +1,12 @@
-"""The page in a real browser (Chromium through Playwright): upload, segment, example, error.
+"""The page in a real browser (Chromium through Playwright): upload, segment, example, error, and
+the volume tab; no request leaves the machine.
 
 Skipped when Playwright or Chromium is missing. Writes ``test-artifacts/app-page.png``.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -54,11 +56,13 @@ def _stats_text(page) -> str:
     return page.locator("#stats").inner_text()
 
 
-def test_upload_segment_example_and_error(browser, page_url: str, slices) -> None:
+def test_upload_segment_example_and_error(browser, page_url: str, slices, phantom_series) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
     hosts: set[str] = set()
-    page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
+    # In-page URLs (data: images of the volume planes, blob: files of the 3D viewer) go to no host.
+    page.on("request", lambda request: request.url.startswith(("data:", "blob:"))
+            or hosts.add(urlparse(request.url).netloc))
     # Offline means complete, too: no request of the page may fail or be refused (the page
     # itself aborts its finished event streams: ERR_ABORTED is not a failure).
     failed: list[str] = []
@@ -133,6 +137,26 @@ def test_upload_segment_example_and_error(browser, page_url: str, slices) -> Non
     page.locator("#stats", has_text="Ready to segment").wait_for()
     page.click("#submit")
     page.locator("#stats .stats-table").wait_for()
+
+    # The volume tab, offline too: a phantom DICOM zip segmented (the 3D viewer's code and
+    # meshes load), one slice step by the keyboard.
+    page.get_by_role("tab", name="Volume").click()
+    page.locator("#vol-upload input[type=file]").set_input_files(str(phantom_series["zip"]))
+    page.locator("#vol-card", has_text="Ready").wait_for()
+    page.click("#vol-submit")
+    page.locator("#vol-card", has_text="Volume results").wait_for()
+    page.locator("#vol-mesh canvas").wait_for()
+    shown = page.locator("#vol-views .vol-views").get_attribute("data-slice")
+    page.locator("#vol-views").click()
+    page.keyboard.press("ArrowDown" if shown != "1" else "ArrowUp")
+    page.wait_for_function(
+        "s => document.querySelector('#vol-views .vol-views').dataset.slice !== s", arg=shown
+    )
+    # The 3D viewer loads its code in many parts: wait until the page has fetched nothing new for 1 s
+    # (Gradio's event stream stays open, so the page is never "network idle").
+    loaded = -1
+    while loaded != (loaded := page.evaluate("performance.getEntriesByType('resource').length")):
+        time.sleep(1.0)
 
     # Everything the page loaded came from the app itself: no CDN, fonts or analytics hosts.
     app_host = urlparse(page_url).netloc

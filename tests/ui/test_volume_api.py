@@ -1,4 +1,5 @@
-"""The /segment_volume API over HTTP with gradio_client: a phantom DICOM zip, a NIfTI, a refusal."""
+"""The /segment_volume API over HTTP with gradio_client: a phantom DICOM zip, a NIfTI, a zipped
+case-day folder, a refusal."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def url(tiny_segmenter):
         demo.close()
 
 
-@pytest.mark.parametrize("kind", ["zip", "nifti", "two_series_zip"])
+@pytest.mark.parametrize("kind", ["zip", "nifti", "two_series_zip", "case_day_zip"])
 def test_segment_volume_returns_the_label_map_of_predict_volume(url, tiny_segmenter, phantom_series, kind) -> None:
     import nibabel as nib
 
@@ -40,7 +41,8 @@ def test_segment_volume_returns_the_label_map_of_predict_volume(url, tiny_segmen
                                         api_name="/segment_volume")
     source = read_volume(phantom_series[kind], series=series or None)
     expected = tiny_segmenter.predict_volume(source)
-    # A NIfTI input's labels come back in its own voxel order; a DICOM's as (column, row, slice).
+    # A NIfTI input's labels come back in its own voxel order; a DICOM's or PNG slices' as
+    # (column, row, slice).
     stored = np.asarray(nib.load(labels_file).dataobj)
     shown = source.from_source_order(stored) if kind == "nifti" else np.transpose(stored, (2, 1, 0))
     assert np.array_equal(shown, expected.labels)

@@ -64,6 +64,19 @@ def test_a_folder_upload_and_one_dicom_file_are_read(volume, phantom_series) -> 
     assert volume.read([str(phantom_series["first_file"])]).shape[0] == 1
 
 
+def test_a_zipped_case_day_folder_is_a_volume_without_a_series_choice(volume, phantom_series, caplog) -> None:
+    import logging
+
+    archive = [str(phantom_series["case_day_zip"])]
+    chooser, card = volume.inspect(archive)
+    assert chooser.visible is False and "Ready" in card
+    with caplog.at_level(logging.DEBUG):
+        outputs = volume.segment(archive)
+    assert outputs.stats["size"][0] == VOLUME_SLICES and outputs.nifti and outputs.seg is None
+    assert outputs.stats["spacing_mm"][0] == 3.0  # the data set's slice step
+    assert "slice_0" not in caplog.text and "case2_day1" not in caplog.text  # file names are never logged
+
+
 def test_several_series_are_listed_before_anything_runs(volume, phantom_series) -> None:
     chooser, card = volume.inspect([str(phantom_series["two_series_zip"])])
     choices = chooser.choices
