@@ -8,7 +8,8 @@
 #                then the table (pooled per-organ Dice, its mean, the competition score)
 #   STAGE=all    the three in a row (default)
 # Sizes: TRAIN_SLICES (2400), SCORE_SLICES (1200), STEPS (3000), BATCH (16), SIZE (288), VALID_EVERY (4
-# epochs), DEVICE (auto), BASE (scratch; or a model folder to fine-tune from, e.g. segapp/bundled/model).
+# epochs), DEVICE (auto), BASE (scratch; or a model folder to fine-tune from, e.g. segapp/bundled/model),
+# AUGMENT (classic, the set the README table was measured with; or domain).
 # The phantoms are deterministic per seed, so data made twice is the same data.
 # A tiny check of the whole way (about 35 s on 2 CPU cores):
 #   TRAIN_SLICES=120 SCORE_SLICES=80 STEPS=4 BATCH=4 SIZE=64 bash scripts/context_measure.sh
@@ -21,7 +22,7 @@ set -eu
 OUT=${OUT:-./ctx-out}; DATA=${DATA:-$OUT/data}; mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 TRAIN_SLICES=${TRAIN_SLICES:-2400}; SCORE_SLICES=${SCORE_SLICES:-1200}
-STEPS=${STEPS:-3000}; BATCH=${BATCH:-16}; SIZE=${SIZE:-288}; DEVICE=${DEVICE:-auto}; VALID_EVERY=${VALID_EVERY:-4}; BASE=${BASE:-scratch}
+STEPS=${STEPS:-3000}; BATCH=${BATCH:-16}; SIZE=${SIZE:-288}; DEVICE=${DEVICE:-auto}; VALID_EVERY=${VALID_EVERY:-4}; BASE=${BASE:-scratch}; AUGMENT=${AUGMENT:-classic}
 WORKERS=${WORKERS:-$(nproc)}
 RUNS=("2d:0,0,0" "ctx1:-1,0,1" "ctx2:-2,0,2")
 STAGE=${STAGE:-all}
@@ -39,7 +40,7 @@ if [ "$STAGE" = train ] || [ "$STAGE" = all ]; then
         name=${run%%:*}; offsets=${run#*:}
         start=$SECONDS
         python -m segapp.train --data "$DATA/train" --out "$OUT/runs/$name" \
-            --base "$BASE" --context "$offsets" --image-size "$SIZE" --batch-size "$BATCH" --grad-accum 1 \
+            --base "$BASE" --augment-preset "$AUGMENT" --context "$offsets" --image-size "$SIZE" --batch-size "$BATCH" --grad-accum 1 \
             --epochs 1000 --max-steps "$STEPS" --valid-every "$VALID_EVERY" --seed 7 --device "$DEVICE" \
             --no-progress --log-every 100 --no-hausdorff --description "Phantom case-days, seed 31 (issue #18, run $name)"
         echo "$name: trained in $((SECONDS - start)) s"
