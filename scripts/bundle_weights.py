@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,12 +35,8 @@ from segapp.synthetic import generate_dataset  # noqa: E402
 from segapp.training.config import TrainConfig  # noqa: E402
 from segapp.training.loop import train  # noqa: E402
 
-NOTICE = (
-    "**Demonstration weights, not for clinical use.** They were trained on synthetic phantom "
-    "slices made by `python -m segapp.phantom`, not on patient data, and have never been validated "
-    "on real MRI. Train on the real UW-Madison GI Tract data with the same command to get a model "
-    "worth evaluating (`python -m segapp.prepare`, then `python -m segapp.train`)."
-)
+sys.path.insert(0, str(ROOT / "scripts"))
+from install_bundle import NOTICE, pick_examples  # noqa: E402
 
 
 def main() -> int:
@@ -124,23 +119,7 @@ def main() -> int:
     )
 
     # Examples: six evaluation slices with organs, sizes varied
-    examples = Path(args.examples_out)
-    examples.mkdir(parents=True, exist_ok=True)
-    chosen, sizes = [], {}
-    import numpy as np
-    from PIL import Image
-
-    for mask_path in sorted((eval_data / "valid" / "masks").iterdir()):
-        mask = np.asarray(Image.open(mask_path))
-        organs = len(set(np.unique(mask).tolist()) - {0})
-        size = mask.shape
-        if organs >= 2 and sizes.get(size, 0) < 2:
-            chosen.append(mask_path.name)
-            sizes[size] = sizes.get(size, 0) + 1
-        if len(chosen) == 6:
-            break
-    for name in chosen:
-        shutil.copy(eval_data / "valid" / "images" / name, examples / name)
+    chosen = pick_examples(eval_data / "valid", Path(args.examples_out))
     report = {"summary": summary, "evaluation": result, "epochs": epochs, "probe_images_per_s": rate,
               "examples": chosen, "seconds": time.perf_counter() - t0}
     (work / "bundle_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
