@@ -277,10 +277,12 @@ def _shown_source(source: str) -> str:
     return Path(*path.parts[-2:]).as_posix() if path.is_absolute() or path.exists() else source
 
 
-def weights_name(source: str, kind: str | None, offsets: Sequence[int] | None) -> str:
-    """How the page names weights: the source's last parts (no server paths), its kind, and
-    whether it is 2D or 2.5D with its channels' slice offsets (None: not known yet)."""
-    text = f"`{_shown_source(source)}`" + (f" ({kind})" if kind else "")
+def weights_name(source: str, kind: str | None, offsets: Sequence[int] | None, *, markdown: bool = True) -> str:
+    """How the page names weights: the source's last parts (no server paths; as code in
+    ``markdown``), its kind, and whether it is 2D or 2.5D with its channels' slice offsets
+    (None: not known yet)."""
+    name = _shown_source(source)
+    text = (f"`{name}`" if markdown else name) + (f" ({kind})" if kind else "")
     if offsets is None:
         return text
     if tuple(offsets) == FLAT:

@@ -103,8 +103,7 @@ def empty_volume_card() -> str:
 def model_text(segmenter: Segmenter) -> str:
     """The weights a volume was segmented with, for its card: name (no server path), 2D or 2.5D
     with the channels' slice offsets."""
-    text = weights_name(str(segmenter.loaded.source), None, segmenter.processing.context_offsets)
-    return text.replace("`", "")
+    return weights_name(str(segmenter.loaded.source), None, segmenter.processing.context_offsets, markdown=False)
 
 
 def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> str:
