@@ -2,7 +2,12 @@
 
 Both are package data (``pyproject.toml``), so an installed wheel has them exactly where a
 source checkout does. The web app, the command-line defaults, the benchmark and the scripts
-all find them through the two constants below, never through the repository's layout.
+all find them through the constants below, never through the repository's layout.
+
+A second model folder, :data:`VOLUME_MODEL_DIR`, may ship next to the slice weights: a 2.5D
+model that the web app's volume mode uses (2.5D models read neighbouring slices, so they serve
+volumes better than single slices). It is optional; without it the volume mode uses the slice
+weights.
 """
 
 from __future__ import annotations
@@ -21,4 +26,18 @@ MODEL_DIR: Path = _HERE / "model"
 EXAMPLES_DIR: Path = _HERE / "examples"
 """Six competition-named phantom slices (8-bit PNG) that the page offers as examples."""
 
-__all__ = ["EXAMPLES_DIR", "MODEL_DIR"]
+VOLUME_MODEL_DIR: Path = _HERE / "model-2.5d"
+"""Where bundled weights for the volume mode go (a model folder as :data:`MODEL_DIR`); may be absent."""
+
+
+def default_volume_source(folder: Path | None = None) -> Path | None:
+    """The bundled volume-mode weights: ``folder`` (default :data:`VOLUME_MODEL_DIR`) when it
+    holds a model (``config.json`` and ``model.safetensors``), else None: the volume mode then
+    uses the slice model."""
+    folder = VOLUME_MODEL_DIR if folder is None else folder
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    return None
+
+
+__all__ = ["EXAMPLES_DIR", "MODEL_DIR", "VOLUME_MODEL_DIR", "default_volume_source"]

@@ -21,13 +21,14 @@ _EXPORTS = {
     "default_source": "segapp.ui.server",
     "launch_options": "segapp.ui.server",
     "main": "segapp.ui.server",
+    "volume_source": "segapp.ui.server",
 }
 
-__all__ = ["LazySegmenter", "build_demo", "default_source", "launch_options", "main"]
+__all__ = ["LazySegmenter", "build_demo", "default_source", "launch_options", "main", "volume_source"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.ui.page import build_demo
-    from segapp.ui.server import LazySegmenter, default_source, launch_options, main
+    from segapp.ui.server import LazySegmenter, default_source, launch_options, main, volume_source
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,7 @@ import numpy as np
 from segapp import __version__
 from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.labels import FOREGROUND, LABELS
+from segapp.model.context import FLAT, format_offsets
 from segapp.ui.render import color_mask, confidence_map, overlay
 
 if TYPE_CHECKING:  # torch stays unimported until a model is needed
@@ -276,19 +277,39 @@ def _shown_source(source: str) -> str:
     return Path(*path.parts[-2:]).as_posix() if path.is_absolute() or path.exists() else source
 
 
+def weights_name(source: str, kind: str | None, offsets: Sequence[int] | None, *, markdown: bool = True) -> str:
+    """How the page names weights: the source's last parts (no server paths; as code in
+    ``markdown``), its kind, and whether it is 2D or 2.5D with its channels' slice offsets
+    (None: not known yet)."""
+    name = _shown_source(source)
+    text = (f"`{name}`" if markdown else name) + (f" ({kind})" if kind else "")
+    if offsets is None:
+        return text
+    if tuple(offsets) == FLAT:
+        return f"{text}, 2D"
+    return f"{text}, 2.5D, channels at slice offsets {format_offsets(offsets)}"
+
+
+def described(segmenter: Segmenter) -> dict[str, Any]:
+    """:meth:`Segmenter.describe` plus the channels' slice offsets (``context_offsets``)."""
+    return {**segmenter.describe(), "context_offsets": list(segmenter.processing.context_offsets)}
+
+
 NOT_FOR_CLINICAL_USE = (
     "**Not for clinical use.** This is a research demonstration, not a medical device. Its outlines "
     "and areas must not be used for diagnosis, treatment planning or any other clinical decision."
 )
 
 
-def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | None = None) -> str:
+def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | None = None, *,
+                   volume: str | None = None) -> str:
     """The "About" section: the model, the weights in use (from their card), the notice, own weights.
 
     Args:
-        info: :meth:`Segmenter.describe` of the loaded model, or None when it is not loaded.
+        info: :func:`described` of the loaded slice model, or None when it is not loaded.
         card: The weights' model card (markdown, front matter allowed), or None.
         error: Why the model could not be loaded, if it could not.
+        volume: Which weights the volume mode uses (markdown), or None to leave it out.
     """
     parts = [
         "### What this is",
@@ -302,8 +323,10 @@ def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | N
         "### Weights in use",
     ]
     if info is not None:
+        offsets = info.get("context_offsets")
+        single = "; a single slice fills every channel" if offsets is not None and tuple(offsets) != FLAT else ""
         parts += [
-            f"- Source: `{_shown_source(str(info.get('source', '?')))}` ({info.get('kind', '?')})",
+            "- Slice mode: " + weights_name(str(info.get("source", "?")), str(info.get("kind", "?")), offsets) + single,
             f"- Model: SegFormer-{str(info.get('variant', '?')).upper()}, "
             f"{int(info.get('parameters', 0)):,} parameters, input "
             + " × ".join(str(v) for v in info.get("input_size", []))
@@ -315,6 +338,8 @@ def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | N
         parts.append(f"The model could not be loaded: {html.escape(error, quote=False)}")
     else:
         parts.append("The model loads with the first segmentation.")
+    if volume is not None:
+        parts.append(f"- Volume mode: {volume}")
     if card:
         parts += ["", "### Model card", "", _demote_headings(_strip_front_matter(card))]
     parts += [
@@ -325,6 +350,7 @@ def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | N
         "",
         "```bash",
         "python app.py --weights runs/my-run/best        # or: SEGAPP_WEIGHTS=org/name python app.py",
+        "python app.py --volume-weights runs/my-2.5d/best  # the volume mode's own (e.g. 2.5D) weights",
         "```",
         "",
         "### Privacy",
@@ -410,6 +436,39 @@ class OutputFolders:
         return removed
 
 
+def _loaded_or_error(model: Segmenter | Callable[[], Segmenter], what: str) -> Segmenter:
+    """``model`` itself, or what its factory returns; a load failure becomes a :class:`gradio.Error`."""
+    try:
+        return model() if callable(model) else model
+    except Exception as exc:  # ModelLoadError and anything else the loader raises
+        log.error("%s could not be loaded: %s", what.lower(), exc)
+        raise gr.Error(
+            html.escape(f"{what} could not be loaded: {exc}", quote=False),
+            title="Model unavailable",
+            print_exception=False,
+        ) from None
+
+
+def _if_loaded(model: Segmenter | Callable[[], Segmenter]) -> Segmenter | None:
+    """The Segmenter behind ``model`` when it exists already, else None (nothing is loaded):
+    a factory counts as loaded when its ``loaded`` says so (:class:`~segapp.ui.server.LazySegmenter`)."""
+    if not callable(model):
+        return model
+    return model() if getattr(model, "loaded", False) is True else None
+
+
+def _folder_offsets(source: str) -> tuple[int, int, int] | None:
+    """A local model folder's channel offsets, read from its preprocessing file; None otherwise."""
+    if not Path(source).is_dir():
+        return None
+    from segapp.model.processing import ProcessingConfig
+
+    try:
+        return ProcessingConfig.from_folder(source).context_offsets
+    except (OSError, ValueError):  # an unreadable file: the load at the first volume says why
+        return None
+
+
 def _spacing_origin(scan: ScanImage) -> str | None:
     """Where a read slice's spacing came from: a DICOM file's header, else the file name."""
     if scan.spacing_mm is None:
@@ -426,7 +485,7 @@ def _stamp() -> str:
 
 
 class Callbacks:
-    """The page's event handlers around one shared Segmenter.
+    """The page's event handlers around the shared Segmenter (and the volume mode's, when it has its own).
 
     Holds no per-user data: what a user's later events need travels in :class:`ViewState`.
     """
@@ -435,6 +494,7 @@ class Callbacks:
         self,
         segmenter: Segmenter | Callable[[], Segmenter],
         *,
+        volume_segmenter: Segmenter | Callable[[], Segmenter] | None = None,
         output_root: str | Path,
         examples: Sequence[str | Path] = (),
         max_pixels: int = APP_MAX_PIXELS,
@@ -443,11 +503,14 @@ class Callbacks:
 
         Args:
             segmenter: The Segmenter, or a callable returning it (created on first use).
+            volume_segmenter: The volume mode's Segmenter or callable (e.g. a 2.5D model, loaded
+                at the first volume); None: the volume mode uses ``segmenter``.
             output_root: Where per-request download files are written (Gradio's cache folder).
             examples: Example files, in the order the page lists them.
             max_pixels: Largest accepted H * W of an upload.
         """
         self._segmenter = segmenter
+        self._volume_segmenter = segmenter if volume_segmenter is None else volume_segmenter
         self.output_root = Path(output_root)
         self.outputs = OutputFolders(self.output_root)
         self.examples = [Path(p) for p in examples]
@@ -462,15 +525,34 @@ class Callbacks:
         Raises:
             gradio.Error: The weights cannot be loaded.
         """
-        try:
-            return self._load()
-        except Exception as exc:  # ModelLoadError and anything else the loader raises
-            log.error("model could not be loaded: %s", exc)
-            raise gr.Error(
-                html.escape(f"The model could not be loaded: {exc}", quote=False),
-                title="Model unavailable",
-                print_exception=False,
-            ) from None
+        return _loaded_or_error(self._segmenter, "The model")
+
+    def volume_segmenter(self) -> Segmenter:
+        """The volume mode's Segmenter (the slice one unless it has its own); loads it on first use.
+
+        Raises:
+            gradio.Error: The weights cannot be loaded.
+        """
+        return _loaded_or_error(self._volume_segmenter, "The volume model")
+
+    def volume_about(self, slice_model: Segmenter | None) -> str:
+        """The About panel's "Volume mode" line; loads nothing (a second model costs memory only
+        once a volume is segmented). Before loading, a local folder's offsets are read from its
+        ``preprocessor_config.json``."""
+        # The same model: one factory for both modes, or a LazySegmenter whose source is "same".
+        shared = self._volume_segmenter is self._segmenter or getattr(self._volume_segmenter, "shares_model", False)
+        ready = None if shared else _if_loaded(self._volume_segmenter)
+        if shared or (ready is not None and ready is slice_model):
+            return "the slice mode's weights"
+        if ready is not None:
+            info = described(ready)
+            return (weights_name(str(info["source"]), str(info["kind"]), info["context_offsets"])
+                    + f"; SegFormer-{str(info['variant']).upper()}, {int(info['parameters']):,} parameters, "
+                    f"on `{info['device']}`")
+        source = getattr(self._volume_segmenter, "source", None)
+        if source is None:
+            return "own weights, loaded at the first volume"
+        return weights_name(str(source), None, _folder_offsets(str(source))) + "; loaded at the first volume"
 
     def read(self, file: str | None, spacing_text: str | None) -> tuple[ScanImage, str | None]:
         """Read an uploaded file into a slice, applying a typed spacing.
@@ -637,13 +719,16 @@ class Callbacks:
         return str(copy), self.segment(str(copy), spacing_text, opacity, classes)
 
     def about(self) -> tuple[str, str]:
-        """The About text and the header badge; loads the model if needed, never raises."""
+        """The About text and the header badge; loads the slice model if needed (never the
+        volume mode's own), never raises."""
         try:
             segmenter = self._load()
         except Exception as exc:  # shown in the page; segment() reports it again as an error
-            return about_markdown(None, None, error=str(exc)), model_badge_html(None)
-        info = segmenter.describe()
-        return about_markdown(info, segmenter.loaded.card), model_badge_html(info)
+            return (about_markdown(None, None, error=str(exc), volume=self.volume_about(None)),
+                    model_badge_html(None))
+        info = described(segmenter)
+        return (about_markdown(info, segmenter.loaded.card, volume=self.volume_about(segmenter)),
+                model_badge_html(info))
 
     def clear(self) -> SegmentOutputs:
         """Empty results (the page also empties the upload and spacing fields)."""

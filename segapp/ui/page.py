@@ -117,6 +117,7 @@ def configure_queue(demo: gr.Blocks, concurrency: int) -> int:
 def build_demo(
     segmenter: Segmenter | Callable[[], Segmenter],
     *,
+    volume_segmenter: Segmenter | Callable[[], Segmenter] | None = None,
     examples_dir: str | Path | None = None,
     output_root: str | Path | None = None,
 ) -> gr.Blocks:
@@ -125,6 +126,8 @@ def build_demo(
     Args:
         segmenter: The Segmenter, or a callable that returns it (called at first use, so the
             page can be built at import time without loading weights).
+        volume_segmenter: The volume mode's own model (Segmenter or callable, called at the
+            first volume), e.g. a 2.5D one; None: the volume mode uses ``segmenter``.
         examples_dir: Folder of example slices for "Try These Examples"; missing or empty is fine.
         output_root: Where per-request download files go; defaults to a folder inside Gradio's
             cache folder, so ``delete_cache`` removes them with the uploads.
@@ -136,7 +139,8 @@ def build_demo(
     examples, samples = _example_thumbnails(find_examples(examples_dir))
     with gr.Blocks(title=f"{TITLE} · segapp", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         output_root = output_root or Path(demo.GRADIO_CACHE) / OUTPUT_SUBDIR
-        callbacks = Callbacks(segmenter, output_root=output_root, examples=examples)
+        callbacks = Callbacks(segmenter, volume_segmenter=volume_segmenter, output_root=output_root,
+                              examples=examples)
         state = gr.State(None, time_to_live=STATE_TTL_S)
 
         header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
@@ -213,7 +217,7 @@ def build_demo(
                     )
 
             with gr.Tab("Volume", id="mode-volume", elem_id="volume-tab"):
-                build_volume_tab(VolumeCallbacks(callbacks), _download)
+                volume_runs = build_volume_tab(VolumeCallbacks(callbacks), _download)
 
         with gr.Accordion("About", open=False, elem_id="about"):
             about = gr.Markdown(about_markdown(None, None), elem_id="about-text")
@@ -339,6 +343,9 @@ def build_demo(
             return text, header_html(badges)
 
         demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
+        # A volume model of its own loads at the first volume; the About then names its device.
+        for run in volume_runs:
+            run.success(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
 
     configure_queue(demo, CONCURRENCY)
     guard_cache_sets(demo)

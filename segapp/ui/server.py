@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
+from segapp.bundled import MODEL_DIR, default_volume_source
+from segapp.cli import (
+    WEIGHTS_HELP,
+    add_compile_option,
+    add_device_option,
+    add_runtime_option,
+    add_weights_option,
+)
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
 from segapp.ui.volume import max_volume_bytes
@@ -27,7 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("segapp.ui")
 
 WEIGHTS_ENV = "SEGAPP_WEIGHTS"
+VOLUME_WEIGHTS_ENV = "SEGAPP_VOLUME_WEIGHTS"
 AUTH_ENV = "SEGAPP_AUTH"
+SAME = "same"  # as a volume weights source: the slice mode's model
 
 
 class LazySegmenter:
@@ -35,6 +44,10 @@ class LazySegmenter:
 
     Lets ``app.py`` build its module-level page at import time without loading weights;
     :func:`main` calls it at start-up so the model is loaded and warmed before serving.
+
+    The volume mode's model is a second one with ``same_as`` set to the slice mode's: while its
+    source is ``same`` (or the slice model's own source) it hands out that model rather than
+    loading a copy.
     """
 
     def __init__(
@@ -45,6 +58,7 @@ class LazySegmenter:
         loader: Callable[..., Segmenter] | None = None,
         compile: str = "off",
         runtime: str = "torch",
+        same_as: LazySegmenter | None = None,
     ) -> None:
         """Remember what to load; nothing is loaded yet.
 
@@ -56,8 +70,10 @@ class LazySegmenter:
             compile: ``torch.compile`` mode for the model (``off`` by default; see
                 :class:`~segapp.inference.segmenter.Segmenter`).
             runtime: ``torch`` (default) or ``onnx`` (ONNX Runtime on the CPU).
+            same_as: The model to hand out while ``source`` is :data:`SAME` or that model's source.
         """
         self.source = os.fspath(source)
+        self.same_as = same_as
         self.device = device
         self.compile = compile
         self.runtime = runtime
@@ -66,8 +82,17 @@ class LazySegmenter:
         self._lock = threading.Lock()
 
     @property
+    def shares_model(self) -> bool:
+        """Whether calls hand out ``same_as``'s model (source :data:`SAME`, or the same source)."""
+        other = self.same_as
+        return other is not None and (self.source == SAME or _same_source(self.source, other.source))
+
+    @property
     def loaded(self) -> bool:
-        """Whether the model has been created."""
+        """Whether the model has been created (for a shared model: whether ``same_as``'s has)."""
+        if self.shares_model:
+            assert self.same_as is not None
+            return self.same_as.loaded
         return self._segmenter is not None
 
     def configure(
@@ -83,7 +108,7 @@ class LazySegmenter:
         Raises:
             RuntimeError: The model is already loaded.
         """
-        if self.loaded:
+        if self._segmenter is not None:
             raise RuntimeError("the model is already loaded; configure before first use")
         if source is not None:
             self.source = os.fspath(source)
@@ -99,7 +124,13 @@ class LazySegmenter:
 
         Raises:
             segapp.model.weights.ModelLoadError: The weights cannot be loaded (retried on the next call).
+            ValueError: The source is :data:`SAME` without a model to share.
         """
+        if self.shares_model:
+            assert self.same_as is not None
+            return self.same_as()
+        if self.source == SAME:
+            raise ValueError(f"weights source {SAME!r} names the slice model, and there is none here")
         if self._segmenter is None:
             with self._lock:
                 if self._segmenter is None:
@@ -117,6 +148,35 @@ class LazySegmenter:
 def default_source(default: str | os.PathLike[str]) -> str:
     """Weights source: ``$SEGAPP_WEIGHTS`` when set, else ``default``."""
     return os.environ.get(WEIGHTS_ENV) or os.fspath(default)
+
+
+def volume_source(weights: str | os.PathLike[str], requested: str | None = None) -> str:
+    """The volume mode's weights source.
+
+    ``requested`` (``--volume-weights``) when given, else ``$SEGAPP_VOLUME_WEIGHTS`` when set,
+    else the bundled 2.5D model (:func:`segapp.bundled.default_volume_source`) when the slice
+    mode serves the bundled weights, else :data:`SAME`: the slice model. Own slice weights
+    (``weights``) keep the bundled demonstration 2.5D model out of the volume mode unless asked
+    for, so a server of one's own model serves it in both modes.
+    """
+    chosen = requested or os.environ.get(VOLUME_WEIGHTS_ENV)
+    if chosen:
+        return chosen
+    bundled = default_volume_source()
+    if bundled is not None and _same_source(weights, MODEL_DIR):
+        return os.fspath(bundled)
+    return SAME
+
+
+def _same_source(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
+    """Whether two weights sources name the same weights: equal text, or the same existing path."""
+    a, b = os.fspath(first), os.fspath(second)
+    if a == b:
+        return True
+    try:
+        return Path(a).exists() and Path(b).exists() and Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def parse_auth(text: str) -> tuple[str, str]:
@@ -138,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="GI-tract MRI segmentation web app (stomach, small bowel, large bowel).",
     )
     add_weights_option(parser, default=None, note=f"${WEIGHTS_ENV} or the bundled demonstration weights")
+    parser.add_argument(
+        "--volume-weights",
+        default=None,
+        metavar="SOURCE",
+        help=f"weights of the volume mode (Volume tab, /segment_volume): {WEIGHTS_HELP}, or '{SAME}' "
+        f"for the --weights model; loaded at the first volume (default: ${VOLUME_WEIGHTS_ENV}, else the "
+        "bundled 2.5D weights when they are installed and --weights is the bundled default, else "
+        f"'{SAME}')",
+    )
     parser.add_argument(
         "--host",
         default=None,
@@ -240,8 +309,13 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     css_path: str | os.PathLike[str] | None = None,
+    volume_segmenter: LazySegmenter | None = None,
 ) -> int:
     """Parse the command line, load the model (before serving), launch the page.
+
+    ``volume_segmenter`` is the page's volume-mode model (``same_as`` = ``segmenter``), set from
+    ``--volume-weights`` and loaded at the first volume, not here: a second model costs memory
+    only once the volume mode is used.
 
     Returns:
         The exit status: 0 after the server stops, 2 when the weights cannot be loaded or the
@@ -261,6 +335,9 @@ def main(
         print("segapp: --concurrency must be at least 1", file=sys.stderr)
         return 2
     segmenter.configure(source=args.weights, device=args.device, compile=args.compile, runtime=args.runtime)
+    if volume_segmenter is not None:
+        volume_segmenter.configure(source=volume_source(segmenter.source, args.volume_weights),
+                                   device=args.device, compile=args.compile, runtime=args.runtime)
     limit_heap_growth()  # before the model and the first request allocate
 
     # Model: loaded and warmed up once, before the first visitor
@@ -290,6 +367,8 @@ def main(
         info["load_seconds"],
         info["warmup_seconds"],
     )
+    if volume_segmenter is not None and not volume_segmenter.shares_model:
+        log.info("volume mode: weights from %s, loaded at the first volume", volume_segmenter.source)
     if "onnx_file" in info:
         log.info(
             "ONNX Runtime graph %s in %.1f s: %s",

@@ -29,10 +29,20 @@ import gradio as gr
 from segapp import __version__
 from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
 from segapp.labels import FOREGROUND, LABELS
-from segapp.ui.callbacks import Callbacks, _fmt_area, _fmt_conf, _fmt_int, _stamp, user_error, visible_classes
+from segapp.ui.callbacks import (
+    Callbacks,
+    _fmt_area,
+    _fmt_conf,
+    _fmt_int,
+    _stamp,
+    user_error,
+    visible_classes,
+    weights_name,
+)
 from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from segapp.inference.segmenter import Segmenter
     from segapp.inference.volume import VolumePrediction
 
 log = logging.getLogger(__name__)
@@ -90,10 +100,16 @@ def empty_volume_card() -> str:
     )
 
 
-def volume_card_html(prediction: VolumePrediction) -> str:
+def model_text(segmenter: Segmenter) -> str:
+    """The weights a volume was segmented with, for its card: name (no server path), 2D or 2.5D
+    with the channels' slice offsets."""
+    return weights_name(str(segmenter.loaded.source), None, segmenter.processing.context_offsets, markdown=False)
+
+
+def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> str:
     """The volume card: per organ mL, slice span (1-based, feet first), largest area, confidence;
-    then size, spacing, orientation, inference time and device. Nothing from the file's header
-    that could identify the patient."""
+    then size, spacing, orientation, inference time, device and ``model`` (:func:`model_text`).
+    Nothing from the file's header that could identify the patient."""
     rows = []
     for label in FOREGROUND:
         organ = prediction.organs[label.name]
@@ -121,7 +137,9 @@ def volume_card_html(prediction: VolumePrediction) -> str:
         + (f'<ul class="stats-notes">{notes}</ul>' if notes else "")
         + '<div class="stats-foot">'
         f"<span>Inference {prediction.timings_ms.get('total', 0.0) / 1000:.1f} s for {z} slices</span>"
-        f"<span>Device {html.escape(prediction.device)}</span></div></div>"
+        f"<span>Device {html.escape(prediction.device)}</span>"
+        + (f'<span class="stats-model">Model {html.escape(model)}</span>' if model else "")
+        + "</div></div>"
     )
 
 
@@ -199,11 +217,17 @@ def upload_paths(files: str | Sequence[str] | None) -> list[Path]:
 
 
 class VolumeCallbacks:
-    """The volume tab's handlers, sharing the Segmenter and output folders of the slice page's
-    :class:`~segapp.ui.callbacks.Callbacks`.
+    """The volume tab's handlers, on the volume model and the output folders of the slice page's
+    :class:`~segapp.ui.callbacks.Callbacks` (:meth:`~segapp.ui.callbacks.Callbacks.volume_segmenter`:
+    the slice mode's Segmenter, or a model of its own such as a 2.5D one).
 
-    At most one volume runs at a time (the page gives the event a concurrency limit of 1); the
-    Segmenter interleaves its batches with single-slice requests, so the slice mode keeps serving.
+    At most one volume runs at a time (the page gives its events a concurrency limit of 1), and
+    the slice mode keeps serving while it runs. A Segmenter runs one forward pass at a time, so
+    with one model for both modes the volume goes :data:`VOLUME_BATCH` slices per pass and a
+    single-slice request waits for at most one such batch. With a volume model of its own the
+    two Segmenters do not wait for each other at all: a slice never queues behind a volume, and
+    at most one volume batch runs beside the slice requests (sharing the CPU cores or the GPU),
+    which bounds the extra memory too.
     """
 
     def __init__(self, callbacks: Callbacks, *, max_bytes: int | None = None, batch_size: int = VOLUME_BATCH) -> None:
@@ -292,7 +316,7 @@ class VolumeCallbacks:
         Raises:
             gradio.Error: Cancelled, or the model failed (readable message, server keeps running).
         """
-        segmenter = self.callbacks.segmenter()
+        segmenter = self.callbacks.volume_segmenter()
         flag = self._cancel.setdefault(session, threading.Event()) if session else None
         if flag is not None:
             flag.clear()
@@ -337,11 +361,11 @@ class VolumeCallbacks:
 
         volume = self.read(files, series)
         prediction = self.predict(volume, progress, session)
+        segmenter = self.callbacks.volume_segmenter()  # loaded by predict
         folder = self.callbacks.outputs.new()
         formats = ["nifti", "dicom-seg", "rtstruct"] if volume.kind == "dicom" else ["nifti"]
         try:
-            written = write_volume_outputs(prediction, folder, formats,
-                                           algorithm=algorithm_of(self.callbacks.segmenter()))
+            written = write_volume_outputs(prediction, folder, formats, algorithm=algorithm_of(segmenter))
         except InvalidVolumeError as exc:
             raise user_error(str(exc)) from None
         table = organ_table_csv(prediction, folder / f"segapp-organs-{_stamp()}.csv")
@@ -357,7 +381,7 @@ class VolumeCallbacks:
             # Gradio's slider needs maximum > minimum: a one-slice volume gets a still slider.
             slider=gr.Slider(minimum=1, maximum=max(2, view.slices), value=middle + 1, step=1,
                              interactive=view.slices > 1),
-            card=volume_card_html(prediction),
+            card=volume_card_html(prediction, model_text(segmenter)),
             nifti=str(written["nifti"]),
             seg=str(written["dicom-seg"]) if "dicom-seg" in written else None,
             rtstruct=str(written["rtstruct"]) if "rtstruct" in written else None,

@@ -46,12 +46,15 @@ KEYBOARD_JS = """
 """
 
 
-def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton]) -> None:
+def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton]) -> list[Any]:
     """Lay out and wire the volume tab inside the current Blocks and Tab.
 
     Args:
         volume: The handlers.
         download: The page's download-button maker (label, elem_id), for one look.
+
+    Returns:
+        The page's two volume runs (the button's and the example's), for the page to chain on.
     """
     state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row(equal_height=False, elem_id="vol-row"):
@@ -148,8 +151,8 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
     running = submit.click(run, inputs=[files, folder, series, opacity, classes], outputs=results,
                            api_visibility="private", concurrency_id="volume", concurrency_limit=1)
     cancel.click(stop, api_visibility="private", show_progress="hidden", cancels=[running])
-    example.click(lambda _: [volume.example()], inputs=[example], outputs=[files], api_visibility="private",
-                  show_progress="hidden").then(
+    from_example = example.click(lambda _: [volume.example()], inputs=[example], outputs=[files], api_visibility="private",
+                                 show_progress="hidden").then(
         run, inputs=[files, folder, series, opacity, classes], outputs=results, api_visibility="private",
         concurrency_id="volume", concurrency_limit=1)
     for control in (slider, opacity, classes):
@@ -164,3 +167,4 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
         "optional SeriesInstanceUID when the zip holds several). Returns the NIfTI label map (0 background, "
         "1 stomach, 2 small bowel, 3 large bowel, on the input's grid) and the statistics.",
     )
+    return [running, from_example]

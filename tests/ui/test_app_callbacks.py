@@ -30,7 +30,15 @@ from segapp.ui.callbacks import (
 )
 from segapp.ui.page import OUTPUT_SUBDIR, build_demo, in_field_order
 from segapp.ui.render import color_mask
-from segapp.ui.server import LazySegmenter, build_parser, launch_options, main, parse_auth
+from segapp.ui.server import (
+    SAME,
+    LazySegmenter,
+    build_parser,
+    launch_options,
+    main,
+    parse_auth,
+    volume_source,
+)
 
 STOMACH = LABELS[1]
 
@@ -42,6 +50,7 @@ class CountingSegmenter:
         self.inner = segmenter
         self.calls = 0
         self.loaded = segmenter.loaded
+        self.processing = segmenter.processing
 
     def predict(self, image):
         self.calls += 1
@@ -536,6 +545,8 @@ def test_importing_app_loads_no_model() -> None:
     assert isinstance(app.demo, gr.Blocks)
     assert not app.segmenter.loaded
     assert app.segmenter.source == (os.environ.get("SEGAPP_WEIGHTS") or str(app.DEFAULT_WEIGHTS))
+    assert not app.volume_segmenter.loaded and app.volume_segmenter.same_as is app.segmenter
+    assert app.volume_segmenter.source == volume_source(app.segmenter.source)
 
 
 class _RecordingDemo:
@@ -607,6 +618,54 @@ def test_main_passes_the_runtime_and_reports_a_missing_extra(tiny_model_dir: Pat
     assert 'pip install "segapp[onnx]"' in capsys.readouterr().err and not demo.launched
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--runtime", "tensorrt"])
+
+
+def test_the_volume_weights_default_to_the_bundled_2_5d_folder_else_the_slice_model(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    import segapp.bundled as bundled
+
+    monkeypatch.delenv("SEGAPP_VOLUME_WEIGHTS", raising=False)
+    folder = tmp_path / "model-2.5d"
+    monkeypatch.setattr(bundled, "VOLUME_MODEL_DIR", folder)
+    assert bundled.default_volume_source() is None  # absent
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert bundled.default_volume_source() is None  # no weights in it
+    assert volume_source(bundled.MODEL_DIR) == SAME
+    (folder / "model.safetensors").write_bytes(b"")
+    assert bundled.default_volume_source() == folder
+    assert volume_source(bundled.MODEL_DIR) == volume_source(str(bundled.MODEL_DIR)) == str(folder)
+    assert volume_source("my-lab/own-b0") == SAME  # own slice weights serve volumes too, unless asked
+    monkeypatch.setenv("SEGAPP_VOLUME_WEIGHTS", "my-lab/volume-b0")
+    assert volume_source("my-lab/own-b0") == "my-lab/volume-b0"
+    assert volume_source(bundled.MODEL_DIR, requested=SAME) == SAME  # the command line first
+    monkeypatch.setenv("SEGAPP_VOLUME_WEIGHTS", "")  # empty, as an image's unset build argument
+    assert volume_source(bundled.MODEL_DIR) == str(folder)
+
+
+def test_main_sets_the_volume_weights_and_leaves_them_unloaded(tiny_model_dir: Path, tmp_path: Path,
+                                                                monkeypatch) -> None:
+    import segapp.bundled as bundled
+
+    monkeypatch.delenv("SEGAPP_VOLUME_WEIGHTS", raising=False)
+    monkeypatch.setattr(bundled, "VOLUME_MODEL_DIR", tmp_path / "absent")
+    loads: list[str] = []
+
+    def loader(source: str, device: str, **options: str) -> Segmenter:
+        loads.append(source)
+        return Segmenter.from_pretrained(source, device=device)  # eager: the options are checked, not used
+
+    assert build_parser().parse_args([]).volume_weights is None
+    for flag, expected in ((["--volume-weights", "my-lab/volume-b0"], "my-lab/volume-b0"),
+                           (["--volume-weights", SAME], SAME), ([], SAME)):
+        slice_model = LazySegmenter("x", loader=loader)
+        volume_model = LazySegmenter("y", loader=loader, same_as=slice_model)
+        args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--compile", "default", *flag]
+        assert main(_RecordingDemo(), slice_model, args, volume_segmenter=volume_model) == 0
+        assert volume_model.source == expected and volume_model.device == "cpu"
+        assert volume_model.compile == "default"  # the same runtime options as the slice model
+        assert volume_model.shares_model == (expected == SAME) and not volume_model._segmenter
+    assert loads == [str(tiny_model_dir)] * 3  # main loads the slice model only
 
 
 def test_main_refuses_bad_concurrency_and_compile(capsys) -> None:

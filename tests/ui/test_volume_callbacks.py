@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import struct
+import threading
 
 import gradio as gr
 import numpy as np
 import pytest
+from helpers import save_tiny_model
 
 from segapp.io.volume import read_volume
 from segapp.labels import FOREGROUND
+from segapp.synthetic import generate_slice
 from segapp.ui.callbacks import Callbacks
 from segapp.ui.page import build_demo
+from segapp.ui.server import SAME, LazySegmenter
 from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
 from segapp.ui.volume import VolumeCallbacks, make_example_zip
 
@@ -171,3 +175,119 @@ def test_the_page_has_a_volume_tab(tiny_segmenter) -> None:
     assert {"volume-tab", "vol-upload", "vol-folder", "vol-slice", "vol-views", "vol-mesh",
             "vol-download-seg", "slice-tab", "upload"} <= ids
 
+
+
+# --- the volume mode's own model (a 2.5D one beside a 2D slice model) ------------------------
+
+
+@pytest.fixture(scope="module")
+def volume_model_dir(tmp_path_factory):
+    """A tiny 2.5D model folder (offsets -1,0,1), with other weights than the 2D ``tiny_segmenter``."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "model-2.5d", context=(-1, 0, 1), seed=1)
+
+
+@pytest.fixture(scope="module")
+def slice_file(tmp_path_factory):
+    """A 16-bit phantom slice under its competition-style name."""
+    from PIL import Image
+
+    phantom = generate_slice(3, empty=False)
+    path = tmp_path_factory.mktemp("slice") / phantom.file_name
+    Image.fromarray(phantom.image16).save(path)
+    return str(path)
+
+
+@pytest.fixture()
+def two_models(tiny_model_dir, volume_model_dir, tmp_path):
+    """Callbacks with a lazy 2D slice model and a lazy 2.5D volume model, as app.py wires them."""
+    slice_model = LazySegmenter(tiny_model_dir, device="cpu")
+    volume_model = LazySegmenter(volume_model_dir, device="cpu", same_as=slice_model)
+    return Callbacks(slice_model, volume_segmenter=volume_model, output_root=tmp_path / "out"), slice_model, volume_model
+
+
+def test_a_volume_model_of_its_own_segments_volumes_and_loads_at_the_first(two_models, tiny_segmenter,
+                                                                           phantom_series) -> None:
+    import pydicom
+
+    callbacks, slice_model, volume_model = two_models
+    about, _ = callbacks.about()
+    assert slice_model.loaded and not volume_model.loaded  # the About loads only the slice model
+    assert "Slice mode: `models" in about and "tiny` (folder), 2D" in about
+    assert "Volume mode: `" in about and "model-2.5d`, 2.5D, channels at slice offsets -1,0,1; loaded at the first volume" in about
+
+    outputs = VolumeCallbacks(callbacks).segment([str(phantom_series["zip"])])
+    assert volume_model.loaded
+    source = read_volume(phantom_series["zip"])
+    expected = volume_model().predict_volume(source)
+    flat = tiny_segmenter.predict_volume(source)
+    assert volume_model().processing.is_2_5d and not np.array_equal(expected.confidence, flat.confidence)
+    assert np.array_equal(outputs.state.labels, expected.labels)
+    assert {name: organ["voxels"] for name, organ in outputs.stats["organs"].items()} == {
+        name: organ.voxels for name, organ in expected.organs.items()}
+    assert "/model-2.5d, 2.5D, channels at slice offsets -1,0,1</span>" in outputs.card and "Device cpu" in outputs.card
+    assert pydicom.dcmread(outputs.seg).SegmentSequence[0].SegmentAlgorithmName == "model-2.5d"
+    # Once loaded, the About says where the volume model runs.
+    about, _ = callbacks.about()
+    assert "model-2.5d` (folder), 2.5D, channels at slice offsets -1,0,1; SegFormer-" in about and "on `cpu`" in about
+
+
+def test_the_slice_mode_keeps_the_2d_model_beside_a_2_5d_volume_model(two_models, tiny_segmenter, slice_file) -> None:
+    callbacks, _, volume_model = two_models
+    outputs = callbacks.segment(slice_file)
+    assert np.array_equal(outputs.state.mask, tiny_segmenter.predict(slice_file).mask)
+    assert "neighbouring slices" not in outputs.card  # a 2D model: no single-slice notice
+    assert not volume_model.loaded
+
+
+def test_same_or_no_volume_model_is_the_slice_model(tiny_model_dir, tiny_segmenter, tmp_path) -> None:
+    plain = Callbacks(tiny_segmenter, output_root=tmp_path / "a")
+    assert plain.volume_segmenter() is tiny_segmenter
+    assert "Volume mode: the slice mode's weights" in plain.about()[0]
+
+    loads: list[str] = []
+
+    def loader(source, device, **options):
+        loads.append(str(source))
+        return tiny_segmenter
+
+    slice_model = LazySegmenter(tiny_model_dir, loader=loader)
+    for source in (SAME, tiny_model_dir):  # the word, or the slice model's own source
+        volume_model = LazySegmenter(source, loader=loader, same_as=slice_model)
+        callbacks = Callbacks(slice_model, volume_segmenter=volume_model, output_root=tmp_path / "b")
+        assert volume_model.shares_model
+        assert "Volume mode: the slice mode's weights" in callbacks.about()[0]
+        assert callbacks.volume_segmenter() is callbacks.segmenter() is tiny_segmenter
+    assert loads == [str(tiny_model_dir)]  # loaded once, for both modes
+    with pytest.raises(ValueError, match="slice model"):
+        LazySegmenter(SAME)()
+
+
+def test_a_volume_model_that_cannot_load_is_a_readable_error(tiny_segmenter, tmp_path, phantom_series,
+                                                            slice_file) -> None:
+    missing = LazySegmenter(tmp_path / "no-such-model", device="cpu")
+    callbacks = Callbacks(tiny_segmenter, volume_segmenter=missing, output_root=tmp_path / "out")
+    assert "no-such-model`; loaded at the first volume" in callbacks.about()[0]
+    with pytest.raises(gr.Error, match="volume model could not be loaded"):
+        VolumeCallbacks(callbacks).segment([str(phantom_series["zip"])])
+    assert callbacks.segment(slice_file).state is not None  # the slice mode keeps serving
+
+
+def test_slices_are_served_while_a_volume_runs_on_its_own_model(two_models, phantom_series, slice_file) -> None:
+    callbacks, slice_model, volume_model = two_models
+    slice_model(), volume_model()  # loaded first, so the timing below is the models' alone
+    midway, slice_done = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        if done < total and not midway.is_set():  # after the first batch: hold the volume here
+            midway.set()
+            waited.append(slice_done.wait(timeout=60))
+
+    runner = threading.Thread(target=VolumeCallbacks(callbacks).segment, args=([str(phantom_series["zip"])],),
+                              kwargs={"progress": progress})
+    runner.start()
+    assert midway.wait(timeout=60)
+    assert callbacks.segment(slice_file).state is not None  # while the volume is half done
+    slice_done.set()
+    runner.join(timeout=60)
+    assert waited == [True] and not runner.is_alive()
