@@ -68,7 +68,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python app.py`` on the bundled weights, on a free port, until the module ends."""
     port = free_port()
     folder = tmp_path_factory.mktemp("readme-app")
-    env = {k: v for k, v in os.environ.items() if k not in ("SEGAPP_WEIGHTS", "SEGAPP_AUTH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SEGAPP_WEIGHTS", "SEGAPP_VOLUME_WEIGHTS", "SEGAPP_AUTH")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(folder / "cache"))
     log = folder / "app.log"
     with log.open("w") as out:
