@@ -1,0 +1,110 @@
+"""Redraw the README's page screenshots on the bundled weights, in headless Chromium.
+
+    python scripts/screenshots.py            # assets/screenshot.png and assets/volume-screenshot.png
+
+Starts ``app.py`` (bundled weights, CPU) on a free loopback port; the slice tab segments the first
+bundled example, the volume tab the 144-slice phantom example series (the one the tab offers).
+Needs Playwright and Chromium (``/usr/bin/chromium`` or $SEGAPP_CHROMIUM); nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from segapp.bench.browser import CHROMIUM_ARGS, find_chromium, open_volume  # noqa: E402
+from segapp.bundled import EXAMPLES_DIR  # noqa: E402
+from segapp.ui.volume import make_example_zip  # noqa: E402
+
+VIEWPORT = {"width": 1280, "height": 1000}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not come up at {url}")
+
+
+def _wait_for_meshes(page, seconds: float = 30) -> None:
+    """Until the 3D view shows organ colours (the meshes load and draw after the planes)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    canvas = page.locator("#vol-mesh canvas")
+    canvas.scroll_into_view_if_needed()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rgb = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(np.int16)
+        if np.count_nonzero(rgb.max(axis=2) - rgb.min(axis=2) > 40) > 200:
+            return
+        time.sleep(0.5)
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    executable = find_chromium()
+    if executable is None:
+        print("Chromium not found", file=sys.stderr)
+        return 1
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+        env.pop("SEGAPP_WEIGHTS", None)
+        env.pop("SEGAPP_VOLUME_WEIGHTS", None)
+        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--device", "cpu"],
+                                   cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_until_up(url, process)
+            archive = make_example_zip(Path(scratch), count=144)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport=VIEWPORT)
+                page.set_default_timeout(120_000)
+                page.goto(url)
+                page.wait_for_selector("#submit")
+                page.wait_for_function("document.querySelector('#app-header').innerText.includes('cpu')")
+                page.locator("#upload input[type=file]").set_input_files(str(sorted(EXAMPLES_DIR.glob("*.png"))[0]))
+                page.locator("#stats", has_text="Ready to segment").wait_for()
+                page.click("#submit")
+                page.locator("#stats .stats-table").wait_for()
+                time.sleep(1.0)
+                page.screenshot(path=str(ROOT / "assets" / "screenshot.png"), full_page=True)
+                page = browser.new_page(viewport=VIEWPORT)
+                page.set_default_timeout(120_000)
+                open_volume(page, url, archive)
+                _wait_for_meshes(page)
+                page.screenshot(path=str(ROOT / "assets" / "volume-screenshot.png"), full_page=True)
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print("wrote assets/screenshot.png and assets/volume-screenshot.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
