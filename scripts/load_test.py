@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -57,6 +56,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from segapp import rest_client  # noqa: E402  (after the path set-up above)
+from segapp.bench.measure import free_port  # noqa: E402
 from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.rest_client import file_payload  # noqa: E402
 
@@ -93,13 +93,6 @@ def check_loopback(url: str) -> str:
     if parts.scheme not in ("http", "https") or not loopback:
         raise ValueError(f"{url}: only loopback URLs (http://127.0.0.1:PORT/) are allowed")
     return url if url.endswith("/") else url + "/"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentiles(values_ms: Sequence[float]) -> dict[str, float | None]:

@@ -10,7 +10,6 @@ Needs Playwright and Chromium (``/usr/bin/chromium`` or $SEGAPP_CHROMIUM); nothi
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segapp.bench.browser import CHROMIUM_ARGS, find_chromium, open_volume  # noqa: E402
+from segapp.bench.measure import free_port  # noqa: E402
 from segapp.bundled import EXAMPLES_DIR  # noqa: E402
 from segapp.ui.volume import make_example_zip  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 1000}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 240) -> None:
@@ -69,7 +63,7 @@ def main() -> int:
     if executable is None:
         print("Chromium not found", file=sys.stderr)
         return 1
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from segapp.bench.measure import free_port  # the one free-port helper, shared with the bench
+
 TINY = {
     "hidden_sizes": [16, 32, 40, 64],
     "depths": [1, 1, 1, 1],
@@ -38,13 +40,6 @@ def save_tiny_model(folder: Path, *, context: tuple[int, int, int] = (0, 0, 0), 
     processing = ProcessingConfig(height=64, width=64, context_offsets=context)
     return save_model(make_tiny_model(seed=seed), folder, processing=processing, data="random")
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def torchrun_two_cpu(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:

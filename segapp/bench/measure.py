@@ -17,6 +17,14 @@ from segapp.synthetic import generate_slice
 SIZES = [(266, 266), (360, 310), (234, 234), (276, 276)]  # (width, height), as segapp.synthetic takes them
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for tests, benchmarks and scripts that start the page)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
 def phantom_slices(count: int) -> list[np.ndarray]:
     """``count`` (H, W) uint8 phantom slices with organs, cycling through the real sizes."""
     return [generate_slice(100 + i, size=SIZES[i % len(SIZES)], empty=False).image8 for i in range(count)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from segapp.bench.browser import bench_page, bench_volume_page, page_available
-from segapp.bench.measure import concurrent_rate, interleaved_ms, phantom_slices
+from segapp.bench.measure import concurrent_rate, free_port, interleaved_ms, phantom_slices
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -33,12 +32,6 @@ if TYPE_CHECKING:
 # The start-up part times the repository's ``python app.py``; an installed wheel has no app.py
 # (the weights and examples are package data, but the Spaces entry point is not), so it is skipped.
 APP = Path(__file__).resolve().parents[2] / "app.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, concurrent: int = 8,
@@ -68,7 +61,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
         files.append(path)
     with contextlib.ExitStack() as closing:  # on leaving: the HTTP clients, then both apps
         demo = build_demo(segmenter, examples_dir=None)
-        _, url, _ = demo.launch(**launch_options(port=_free_port()), prevent_thread_lock=True, quiet=True)
+        _, url, _ = demo.launch(**launch_options(port=free_port()), prevent_thread_lock=True, quiet=True)
         closing.callback(demo.close)
         floor_demo, floor_url = _echo_app()
         closing.callback(floor_demo.close)
@@ -134,7 +127,7 @@ def _echo_app() -> tuple[gr.Blocks, str]:
         source, target = gr.File(), gr.File()
         gr.Button().click(lambda path: path, inputs=source, outputs=target, api_name="echo")
     demo.queue()
-    _, url, _ = demo.launch(server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    _, url, _ = demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
     return demo, url
 
 
@@ -147,7 +140,7 @@ def bench_startup(weights: str, device: str, timeout: float = 120) -> dict[str, 
     """
     from gradio_client import Client, handle_file  # type: ignore[import-untyped]  # ships no type hints
 
-    port = _free_port()
+    port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="segapp-bench-start-"))
     path = folder / "slice_0001_266_266_1.50_1.50.png"
     Image.fromarray(phantom_slices(1)[0]).save(path)
