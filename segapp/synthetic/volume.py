@@ -27,6 +27,7 @@ class PhantomVolume:
         case: Patient number.
         day: Scan day.
         slice_numbers: Competition slice number (1-based, growing toward the feet) of each slice.
+        style: The contrast family the case was drawn with (:data:`segapp.synthetic.STYLES`).
     """
 
     image16: np.ndarray
@@ -35,6 +36,7 @@ class PhantomVolume:
     case: int
     day: int
     slice_numbers: tuple[int, ...]
+    style: str = "bssfp"
 
 
 def phantom_volume(seed: int, case_id: int, day: int, *, first: int = 1, count: int = SLICES_PER_SCAN,
@@ -65,4 +67,5 @@ def phantom_volume(seed: int, case_id: int, day: int, *, first: int = 1, count: 
         case=case_id,
         day=day,
         slice_numbers=tuple(numbers),
+        style=case.style,
     )

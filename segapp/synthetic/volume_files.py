@@ -10,6 +10,7 @@ reads back to the same organs.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,29 @@ ORIENTATIONS: dict[str, tuple[bool, bool, bool]] = {
     "transposed-rotated-180": (True, True, True),
 }
 
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    """The acquisition a contrast family stands for, as the MR headers state it."""
+
+    description: str
+    scanning: str  # ScanningSequence: GR gradient echo, SE spin echo
+    variant: str  # SequenceVariant: SS steady state, SK segmented k-space, SP spoiled
+    acquisition: str  # MRAcquisitionType
+    repetition_ms: str
+    echo_ms: str
+    echo_train: int
+    flip_deg: str
+
+
+# bSSFP (TrueFISP), single-shot fast spin echo (HASTE) and spoiled 3D gradient echo (VIBE):
+# the three families of segapp.synthetic.STYLES, with typical 1.5 T parameters.
+SEQUENCES: dict[str, _Sequence] = {
+    "bssfp": _Sequence("T2 TRUFI", "GR", "SS", "2D", "4.2", "2.1", 1, "60"),
+    "t2": _Sequence("T2 HASTE", "SE", "SK", "2D", "1000", "90", 128, "150"),
+    "t1": _Sequence("T1 VIBE", "GR", "SP", "3D", "4.0", "1.3", 1, "10"),
+}
 
 def _stored(plane: np.ndarray, how: tuple[bool, bool, bool]) -> np.ndarray:
     transpose, flip_rows, flip_cols = how
@@ -118,7 +142,8 @@ def write_dicom_series(volume: PhantomVolume, folder: str | Path, *, orientation
         ds.Modality = "MR"
         ds.SeriesInstanceUID = uid("series")
         ds.SeriesNumber = 3
-        ds.SeriesDescription = "T2 TRUFI AX (phantom)"
+        sequence = SEQUENCES[volume.style]
+        ds.SeriesDescription = f"{sequence.description} AX (phantom)"
         ds.BodyPartExamined = "ABDOMEN"
         ds.PatientPosition = "HFS"
         ds.Manufacturer = "segapp phantom"
@@ -135,12 +160,13 @@ def write_dicom_series(volume: PhantomVolume, folder: str | Path, *, orientation
         ds.SliceThickness = f"{volume.spacing_mm[0]:.2f}"
         ds.SpacingBetweenSlices = f"{volume.spacing_mm[0]:.2f}"
         ds.SliceLocation = f"{ipp[2]:.4f}"
-        ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "GR", "SS", ""
-        ds.MRAcquisitionType = "2D"
-        ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = "4.2", "2.1", 1
+        ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = sequence.scanning, sequence.variant, ""
+        ds.MRAcquisitionType = sequence.acquisition
+        ds.RepetitionTime, ds.EchoTime = sequence.repetition_ms, sequence.echo_ms
+        ds.EchoTrainLength = sequence.echo_train
         ds.MagneticFieldStrength = "1.5"
         ds.ImagedNucleus = "1H"
-        ds.FlipAngle = "60"
+        ds.FlipAngle = sequence.flip_deg
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0

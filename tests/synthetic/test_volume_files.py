@@ -49,12 +49,28 @@ def test_every_nifti_axis_order_reads_back_to_the_display_volume(volume, tmp_pat
     assert np.array_equal(read_volume(labels).voxels, volume.labels)
 
 
-def test_the_series_passes_the_dicom_validator(volume, tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["bssfp", "t2", "t1"])
+def test_the_series_passes_the_dicom_validator(tmp_path: Path, style: str) -> None:
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    volume = phantom_volume(3, 7, 2, first=60, count=2, style=style)
     files = write_dicom_series(volume, tmp_path, orientation="transposed-rotated-180", reverse=True)
     result = subprocess.run(["dciodvfy", str(files[0])], capture_output=True, text=True, timeout=60)
     assert [line for line in result.stderr.splitlines() if line.startswith(("Error", "Warning"))] == []
+
+
+def test_the_series_header_names_the_contrast_family(tmp_path: Path) -> None:
+    import pydicom
+
+    headers = {}
+    for style in ("bssfp", "t2", "t1"):
+        volume = phantom_volume(3, 7, 2, first=60, count=1, style=style)
+        assert volume.style == style
+        (path,) = write_dicom_series(volume, tmp_path / style)
+        headers[style] = pydicom.dcmread(path)
+    assert headers["bssfp"].SeriesDescription.startswith("T2 TRUFI")
+    assert headers["t2"].SeriesDescription.startswith("T2 HASTE") and headers["t2"].ScanningSequence == "SE"
+    assert headers["t1"].SeriesDescription.startswith("T1 VIBE") and float(headers["t1"].FlipAngle) < 20
 
 
 def test_the_made_up_patient_never_reaches_the_description(volume, tmp_path: Path) -> None:

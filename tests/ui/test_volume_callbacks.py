@@ -85,8 +85,9 @@ def test_several_series_are_listed_before_anything_runs(volume, phantom_series) 
     chooser, card = volume.inspect([str(phantom_series["two_series_zip"])])
     choices = chooser.choices
     assert len(choices) == 2 and "Several series" in card
-    labels = sorted(label for label, _ in choices)
-    assert "4 slices" in labels[0] and f"{VOLUME_SLICES} slices" in labels[1]
+    labels = [label for label, _ in choices]
+    assert sum(" 4 slices" in label for label in labels) == 1
+    assert sum(f" {VOLUME_SLICES} slices" in label for label in labels) == 1
     with pytest.raises(gr.Error, match="2 series"):
         volume.read([str(phantom_series["two_series_zip"])])
     uid = next(uid for label, uid in choices if f"{VOLUME_SLICES} slices" in label)
