@@ -75,3 +75,14 @@ def served_page(segmenter: Any, examples_dir: Path | None) -> Iterator[str]:
         yield url
     finally:
         demo.close()
+
+
+def record_hosts(page: Any) -> set[str]:
+    """The hosts a Playwright page asks from now on (filled as it runs). In-page URLs (data:
+    images of the volume planes, blob: files of the 3D viewer) go to no host and are left out."""
+    from urllib.parse import urlparse
+
+    hosts: set[str] = set()
+    page.on("request", lambda request: request.url.startswith(("data:", "blob:"))
+            or hosts.add(urlparse(request.url).netloc))
+    return hosts

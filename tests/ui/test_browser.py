@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from helpers import served_page
+from helpers import record_hosts, served_page
 from PIL import Image
 
 from segapp.synthetic import generate_slice
@@ -59,10 +59,7 @@ def _stats_text(page) -> str:
 def test_upload_segment_example_and_error(browser, page_url: str, slices, phantom_series) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
-    hosts: set[str] = set()
-    # In-page URLs (data: images of the volume planes, blob: files of the 3D viewer) go to no host.
-    page.on("request", lambda request: request.url.startswith(("data:", "blob:"))
-            or hosts.add(urlparse(request.url).netloc))
+    hosts = record_hosts(page)
     # Offline means complete, too: no request of the page may fail or be refused (the page
     # itself aborts its finished event streams: ERR_ABORTED is not a failure).
     failed: list[str] = []

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from helpers import served_page
+from helpers import record_hosts, served_page
 from PIL import Image
 
 from segapp.bench.browser import open_volume, percentile, time_slice_steps
@@ -62,10 +62,7 @@ def test_volume_tab_upload_browse_toggle_download(browser, page_url: str, phanto
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
-    hosts: set[str] = set()
-    # In-page URLs (data: images of the planes, blob: files of the 3D viewer) go to no host.
-    page.on("request", lambda request: request.url.startswith(("data:", "blob:"))
-            or hosts.add(urlparse(request.url).netloc))
+    hosts = record_hosts(page)
     page.add_init_script(PROGRESS_LOG_JS)
     open_volume(page, page_url, phantom_series["zip"])
     card = page.locator("#vol-card").inner_text()
