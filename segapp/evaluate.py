@@ -45,7 +45,7 @@ from segapp.metrics.slices import (
 from segapp.metrics.volume import case_day_metrics, mean_over_volumes, volume_metrics
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
-from segapp.training.data import DataError, load_valid_set
+from segapp.training.data import DataError, is_volume_split, load_valid_set
 
 
 def per_slice_results(
@@ -159,7 +159,7 @@ def evaluate(
                                 min_region_px=min_region_px, runtime=runtime)
     # Predict once: the dataset metrics, the per-slice rows and the 3D volumes all score these masks.
     start = time.perf_counter()
-    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress, names=valid.names)
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, progress=progress, places=valid.places)
     spacings = [scan.spacing_mm for scan in valid.scans]
     result = score_slices(preds, valid.masks, spacings, hausdorff=hausdorff)
     # Model and 2D metrics, the same figure training-time validation reports.
@@ -185,25 +185,6 @@ def evaluate(
     return result
 
 
-def find_labelled_volumes(data: str | Path) -> list[tuple[str, Path, Path]]:
-    """Image and label NIfTI pairs in a folder: ``NAME_image.nii[.gz]`` + ``NAME_labels.nii[.gz]``
-    side by side (what ``python -m segapp.phantom --format nifti`` writes), or nnU-Net's
-    ``imagesTr/NAME_0000.nii.gz`` + ``labelsTr/NAME.nii.gz``. Returns (name, image, labels), sorted."""
-    folder = Path(data)
-    pairs = []
-    for image in sorted(folder.glob("*_image.nii*")):
-        stem, ext = image.name.split("_image.nii", 1)
-        labels = folder / f"{stem}_labels.nii{ext}"
-        if labels.is_file():
-            pairs.append((stem, image, labels))
-    for image in sorted((folder / "imagesTr").glob("*_0000.nii*")):
-        stem, ext = image.name.split("_0000.nii", 1)
-        labels = folder / "labelsTr" / f"{stem}.nii{ext}"
-        if labels.is_file():
-            pairs.append((stem, image, labels))
-    return pairs
-
-
 def evaluate_volumes(
     data: str | Path,
     *,
@@ -215,51 +196,57 @@ def evaluate_volumes(
     progress: bool = True,
     min_region_px: int | None = None,
     runtime: str = "torch",
+    competition: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``weights`` on labelled NIfTI volumes (see :func:`find_labelled_volumes`).
+    """Evaluate ``weights`` on labelled volumes (:func:`segapp.io.labelled.find_labelled_volumes`:
+    NIfTI pairs, DICOM series folders with label NIfTIs, nnU-Net's imagesTr/labelsTr).
 
-    Each volume is segmented slice by slice (:func:`segapp.inference.volume.predict_volume`) and
-    scored in 3D with its true voxel spacing (:func:`segapp.metrics.volume.volume_metrics`: Dice and
-    HD95 in mm per organ), and every slice in 2D as :func:`evaluate` does.
+    Each volume is segmented as the volume mode does (:func:`segapp.inference.volume.predict_volume`;
+    a 2.5D model gets each slice's neighbours in the volume) and scored in 3D with its true voxel
+    spacing (:func:`segapp.metrics.volume.volume_metrics`: Dice and HD95 in mm per organ), every
+    slice in 2D as :func:`evaluate` does, and the competition score over the volumes (their
+    slices all present, Hausdorff in voxels as the competition measured it).
 
     Returns:
         :func:`segapp.metrics.scoring.score_slices`'s dict over all slices, plus ``volumes_3d``
-        (means over volumes and ``per_volume``), ``weights``, ``device``, ``runtime``.
+        (means over volumes and ``per_volume``), ``competition``, ``weights``, ``device``, ``runtime``.
 
     Raises:
-        DataError: No pairs, or a label volume that does not match its image.
+        DataError: No pairs, or a pair that cannot be read or does not match its image.
     """
-    from segapp.io.volume import InvalidVolumeError, read_volume
+    from segapp.io.labelled import LAYOUTS, find_labelled_volumes, read_labelled_volume
+    from segapp.io.volume import InvalidVolumeError
+    from segapp.metrics.competition import consecutive_volumes
 
     pairs = find_labelled_volumes(data)
     if not pairs:
-        raise DataError(f"{data} holds no image/label NIfTI pairs (NAME_image.nii.gz + NAME_labels.nii.gz, "
-                        "or imagesTr/ + labelsTr/) and no images/ + masks/ split")
+        raise DataError(f"{data} holds no labelled volumes ({LAYOUTS}) and no images/ + masks/ split")
     segmenter, source = _loaded(segmenter, weights, device=device, batch_size=batch_size,
                                 min_region_px=min_region_px, runtime=runtime)
-    per_volume, preds, trues, spacings = [], [], [], []
+    per_volume, preds, trues, spacings, shapes = [], [], [], [], []
     start = time.perf_counter()
-    for name, image_path, labels_path in pairs:
+    for files in pairs:
         try:
-            scan, truth = read_volume(image_path), read_volume(labels_path)
+            scan, true = read_labelled_volume(files)
         except InvalidVolumeError as exc:
-            raise DataError(f"{name}: {exc}") from None
-        if truth.shape != scan.shape or not np.allclose(truth.affine_lps, scan.affine_lps, atol=1e-3):
-            raise DataError(f"{name}: the label volume is not on the image's grid (shape or affine differ)")
-        true = truth.voxels
-        if true.dtype.kind == "f" and not np.array_equal(true, np.round(true)) or true.min() < 0 or true.max() > 3:
-            raise DataError(f"{name}: label values must be class ids 0..3")
-        true = true.astype(np.uint8)
+            raise DataError(f"{files.name}: {exc}") from None
         pred = segmenter.predict_volume(scan, batch_size=batch_size).labels
-        per_volume.append({"name": name, **volume_metrics(pred, true, scan.spacing_mm, hausdorff=hausdorff)})
+        per_volume.append({"name": files.name, **volume_metrics(pred, true, scan.spacing_mm, hausdorff=hausdorff)})
         preds += list(pred)
         trues += list(true)
         spacings += [(scan.spacing_mm[1], scan.spacing_mm[2])] * pred.shape[0]
+        shapes.append((files.name, pred.shape))
     result = score_slices(preds, trues, spacings, hausdorff=hausdorff)
     result["images_per_s"] = len(preds) / max(time.perf_counter() - start, 1e-9)
     _describe_run(result, segmenter, source)
     result["volumes_3d"] = {**mean_over_volumes(per_volume), "per_volume": per_volume}
-    result["competition"] = {"skipped": "the competition score needs competition-named slices"}
+    if not competition:
+        result["competition"] = {"skipped": "not asked for"}
+    elif not hausdorff:
+        result["competition"] = {"skipped": "needs the Hausdorff distance (drop --no-hausdorff)"}
+    else:
+        result["competition"] = competition_score(preds, trues, volumes=consecutive_volumes(shapes),
+                                                  progress=progress)
     return result
 
 
@@ -320,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data", required=True,
-        help="split folder with images/ and masks/ (e.g. DATA_DIR/valid), or a folder of labelled NIfTI "
-        "volumes (NAME_image.nii.gz + NAME_labels.nii.gz, or imagesTr/ + labelsTr/)"
+        help="split folder with images/ and masks/ (e.g. DATA_DIR/valid), or a folder of labelled "
+        "volumes (NAME_image.nii.gz + NAME_labels.nii.gz, NAME/ DICOM series + NAME_labels.nii.gz, "
+        "or imagesTr/ + labelsTr/)"
     )
     add_weights_option(parser)
     add_device_option(parser)
@@ -346,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   hausdorff=not args.no_hausdorff, progress=not args.no_progress,
                   min_region_px=args.min_region_px, runtime=args.runtime)
     try:
-        if find_labelled_volumes(args.data) and not (Path(args.data) / "images").is_dir():
-            result = evaluate_volumes(args.data, **common)
+        if is_volume_split(args.data):
+            result = evaluate_volumes(args.data, competition=not args.no_competition, **common)
             if args.per_slice:
                 print("note: --per-slice applies to slice splits (images/ + masks/); not written", file=sys.stderr)
                 args.per_slice = None

@@ -63,7 +63,7 @@ def tune(
     segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size, min_region_px=0)
     current = segmenter.loaded.processing.min_region_px
     # Predict once without clean-up; each candidate then cleans up copies of the same masks.
-    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, names=valid.names)
+    preds = predict_slices(segmenter, valid.scans, batch_size=batch_size, places=valid.places)
     spacings = [scan.spacing_mm for scan in valid.scans]
     results = []
     for size in sizes:
@@ -87,7 +87,7 @@ def tune_volumes(
     batch_size: int = 16,
 ) -> dict[str, Any]:
     """Score each 3D clean-up size (mL, >= 0) on labelled NIfTI volumes
-    (:func:`segapp.evaluate.find_labelled_volumes`).
+    (:func:`segapp.io.labelled.find_labelled_volumes`).
 
     Each volume is predicted once (with the weights' 2D clean-up, without any 3D one); each
     candidate then removes 26-connected components under its size from copies of those labels.
@@ -97,9 +97,9 @@ def tune_volumes(
         "mean_hd95_mm", "dice": {...}, "hd95_mm": {...}}, ...]}``; ``best`` has the highest mean
         3D Dice, then the lowest mean HD95, then the smallest size.
     """
-    from segapp.evaluate import find_labelled_volumes
     from segapp.inference.volume import remove_small_components
-    from segapp.io.volume import InvalidVolumeError, read_volume
+    from segapp.io.labelled import LAYOUTS, find_labelled_volumes, read_labelled_volume
+    from segapp.io.volume import InvalidVolumeError
     from segapp.metrics.volume import mean_over_volumes, volume_metrics
     from segapp.training.data import DataError
 
@@ -108,17 +108,16 @@ def tune_volumes(
         raise ValueError(f"candidates must be numbers of mL >= 0, got {list(candidates)}")
     pairs = find_labelled_volumes(data)
     if not pairs:
-        raise DataError(f"{data} holds no image/label NIfTI pairs (NAME_image.nii.gz + NAME_labels.nii.gz)")
+        raise DataError(f"{data} holds no labelled volumes ({LAYOUTS})")
     segmenter = Segmenter.from_pretrained(weights, device=device, max_batch_size=batch_size)
     current = segmenter.processing.min_component_ml
     predicted = []
-    for name, image, labels in pairs:
+    for files in pairs:
         try:
-            scan, truth = read_volume(image), read_volume(labels)
+            scan, truth = read_labelled_volume(files)
         except InvalidVolumeError as exc:
-            raise DataError(f"{name}: {exc}") from None
-        predicted.append((segmenter.predict_volume(scan, min_component_ml=0).labels,
-                          truth.voxels.astype("uint8"), scan.spacing_mm))
+            raise DataError(f"{files.name}: {exc}") from None
+        predicted.append((segmenter.predict_volume(scan, min_component_ml=0).labels, truth, scan.spacing_mm))
     results = []
     for size in sizes:
         per_volume = [volume_metrics(remove_small_components(pred, size, spacing) if size else pred, true, spacing)
@@ -174,12 +173,13 @@ def format_table(result: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segapp.tune_postprocessing", description=__doc__.splitlines()[0])
     add_weights_option(parser, default=None, required=True)
-    parser.add_argument("--data", required=True, help="labelled validation split with images/ and masks/ (not your test data)")
+    parser.add_argument("--data", required=True, help="labelled validation split (not your test data): images/ and masks/, or labelled volumes "
+                        "(NIfTI pairs, DICOM series + label NIfTI; the 2D clean-up is tuned on their slices)")
     parser.add_argument("--candidates", default=None,
                         help="comma-separated sizes to try: pixels (default: " + ",".join(map(str, CANDIDATES))
                         + "), or mL with --volumes (default: " + ",".join(f"{c:g}" for c in CANDIDATES_ML) + ")")
     parser.add_argument("--volumes", action="store_true",
-                        help="tune the 3D clean-up of volumes (mL) on labelled NIfTI volumes in --data instead")
+                        help="tune the 3D clean-up of volumes (mL) on the labelled volumes in --data instead")
     parser.add_argument("--write", action="store_true", help="store the best value in the model folder")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")

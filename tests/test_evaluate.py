@@ -121,13 +121,43 @@ def test_evaluate_on_named_slices_feeds_a_2_5d_model_their_neighbours(segmenter_
         shutil.copy(path, split / "images" / name)
         save_mask_png(np.asarray(Image.open(path)).astype(np.uint16) % 4, split / "masks" / name)
     valid = load_valid_set(split)
-    preds = predict_slices(segmenter_2_5d, valid.scans, names=valid.names)
+    preds = predict_slices(segmenter_2_5d, valid.scans, places=valid.places)
     # The same masks as the case-day read as a volume (display order: highest slice number first).
     volume = read_png_slices(sorted((split / "images").iterdir()), max_voxels=10**8)
     labels = segmenter_2_5d.predict_volume(volume).labels[::-1]
     assert all(np.array_equal(p, v) for p, v in zip(preds, labels, strict=True))
-    alone = predict_slices(segmenter_2_5d, valid.scans)  # no names: every slice by itself
+    alone = predict_slices(segmenter_2_5d, valid.scans)  # no places: every slice by itself
     assert any(not np.array_equal(p, a) for p, a in zip(preds, alone))
     result = evaluate(split, segmenter=segmenter_2_5d, per_slice=True, progress=False, hausdorff=False)
     spacings = [scan.spacing_mm for scan in valid.scans]
     assert result["per_slice"] == per_slice_results(valid.names, preds, valid.masks, spacings, hausdorff=False)
+
+
+def test_evaluate_on_volumes_gives_the_competition_score_of_the_volume_mode(segmenter_2_5d, tmp_path: Path,
+                                                                             capsys) -> None:
+    from segapp.evaluate import evaluate_volumes, main
+    from segapp.io.volume import read_volume
+    from segapp.metrics.competition import competition_score, consecutive_volumes
+    from segapp.synthetic.volume_files import generate_volumes
+
+    generate_volumes(tmp_path, cases=2, seed=8, file_format="dicom", slices=5)  # series folders + label NIfTIs
+    result = evaluate_volumes(tmp_path, segmenter=segmenter_2_5d, progress=False)
+    preds, truths, shapes = [], [], []
+    for name in ("case1_day0", "case2_day0"):
+        scan = read_volume(tmp_path / name)
+        pred = segmenter_2_5d.predict_volume(scan).labels  # neighbours by index in the series
+        preds += list(pred)
+        truths += list(read_volume(tmp_path / f"{name}_labels.nii.gz").voxels.astype(np.uint8))
+        shapes.append((name, pred.shape))
+    assert result["competition"] == competition_score(preds, truths, volumes=consecutive_volumes(shapes))
+    assert result["competition"]["volumes"] == 2 and 0 <= result["competition"]["score"] <= 1
+    assert evaluate_volumes(tmp_path, segmenter=segmenter_2_5d, progress=False, hausdorff=False,
+                            competition=True)["competition"] == {"skipped": "needs the Hausdorff distance (drop --no-hausdorff)"}
+    out = tmp_path / "r.json"
+    weights = str(segmenter_2_5d.loaded.source)
+    assert main(["--data", str(tmp_path), "--weights", weights, "--device", "cpu", "--no-progress", "--json", str(out)]) == 0
+    assert "competition score" in capsys.readouterr().out
+    assert json.loads(out.read_text())["competition"]["score"] == pytest.approx(result["competition"]["score"])
+    assert main(["--data", str(tmp_path), "--weights", weights, "--device", "cpu", "--no-progress", "--no-competition",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["competition"] == {"skipped": "not asked for"}

@@ -56,11 +56,10 @@ class VolumeError(ValueError):
 
 @dataclass(frozen=True)
 class Volume:
-    """One case-day: which slices it holds and where.
+    """One volume (a case-day, or a whole scan): which slices it holds and where.
 
     Attributes:
-        case: Case (patient) number.
-        day: Scan day.
+        name: ``caseN_dayD`` for named slices, else the scan's name.
         indices: Positions of its slices in the caller's sequence, in slice order.
         depths: Depth of each of those slices in the volume, 0-based (slice number - first).
         depth: Slices the volume spans, ``last - first + 1``.
@@ -68,8 +67,7 @@ class Volume:
         width: Columns of every slice.
     """
 
-    case: int
-    day: int
+    name: str
     indices: tuple[int, ...]
     depths: tuple[int, ...]
     depth: int
@@ -131,8 +129,7 @@ def group_volumes(names: Sequence[str], sizes: Sequence[tuple[int, int]]) -> lis
         (height, width), first = shapes.pop(), numbers[0]
         volumes.append(
             Volume(
-                case=case,
-                day=day,
+                name=f"case{case}_day{day}",
                 indices=tuple(index for _, index in members),
                 depths=tuple(number - first for number in numbers),
                 depth=numbers[-1] - first + 1,
@@ -140,6 +137,17 @@ def group_volumes(names: Sequence[str], sizes: Sequence[tuple[int, int]]) -> lis
                 width=int(width),
             )
         )
+    return volumes
+
+
+def consecutive_volumes(shapes: Sequence[tuple[str, tuple[int, int, int]]]) -> list[Volume]:
+    """Volumes whose slices follow each other in the caller's sequence: ``(name, (Z, H, W))``
+    each, volume after volume, every slice present (what evaluating whole scans gives)."""
+    volumes, first = [], 0
+    for name, (depth, height, width) in shapes:
+        volumes.append(Volume(name=name, indices=tuple(range(first, first + depth)), depths=tuple(range(depth)),
+                              depth=int(depth), height=int(height), width=int(width)))
+        first += depth
     return volumes
 
 
@@ -272,16 +280,19 @@ def hausdorff_distance(pred: np.ndarray, target: np.ndarray, *, depths: Sequence
 def competition_score(
     preds: Sequence[np.ndarray],
     targets: Sequence[np.ndarray],
-    names: Sequence[str],
+    names: Sequence[str] | None = None,
     *,
+    volumes: Sequence[Volume] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The competition score of predicted slices, stacked into case-day volumes.
+    """The competition score of predicted slices, stacked into volumes.
 
     Args:
         preds: Predicted (H, W) class-id masks (0 background, 1..3 organs).
         targets: True (H, W) class-id masks, same order and sizes.
-        names: File names or paths of the slices, same order (they give case, day and slice).
+        names: File names or paths of the slices, same order (they give case, day and slice:
+            :func:`group_volumes`).
+        volumes: Instead of ``names``: the volumes the slices form (e.g. :func:`consecutive_volumes`).
         progress: Show a progress bar over the volumes.
 
     Returns:
@@ -293,14 +304,20 @@ def competition_score(
 
     Raises:
         VolumeError: The slices do not form volumes (see :func:`group_volumes`).
-        ValueError: Different numbers of predictions, targets and names, or no slice.
+        ValueError: Different numbers of predictions, targets and names, no slice, neither or
+            both of ``names`` and ``volumes``, or volumes that do not cover the slices once each.
     """
-    if not (len(preds) == len(targets) == len(names)) or not names:
+    if (names is None) == (volumes is None):
+        raise ValueError("give the slices' names or their volumes (one of the two)")
+    if not (len(preds) == len(targets)) or not preds or (names is not None and len(names) != len(preds)):
         raise ValueError(
             f"need equally many predictions, targets and names (at least one), "
-            f"got {len(preds)}, {len(targets)} and {len(names)}"
+            f"got {len(preds)}, {len(targets)} and {len(names) if names is not None else 'volumes'}"
         )
-    volumes = group_volumes(names, [np.asarray(t).shape for t in targets])
+    if volumes is None:
+        volumes = group_volumes(names or [], [np.asarray(t).shape for t in targets])
+    elif sorted(i for v in volumes for i in v.indices) != list(range(len(preds))):
+        raise ValueError("the volumes must hold every slice exactly once")
     dice = np.stack([dice_per_class(p, t) for p, t in zip(preds, targets)])  # (N, C)
     hd_norm: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
     hd_px: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
@@ -331,7 +348,7 @@ def competition_score(
         "dice": dice_term,
         "hausdorff_3d": hd_term,
         "volumes": len(volumes),
-        "slices": len(names),
+        "slices": len(preds),
         "per_class": per_class,
     }
 
@@ -340,6 +357,7 @@ __all__ = [
     "Volume",
     "VolumeError",
     "competition_score",
+    "consecutive_volumes",
     "group_volumes",
     "hausdorff_distance",
     "squared_distance_transform",

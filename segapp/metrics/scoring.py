@@ -21,7 +21,7 @@ import numpy as np
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import ScanImage
 from segapp.metrics.slices import MetricAccumulator
-from segapp.model.context import context_stack, named_context_indices
+from segapp.model.context import SlicePlace, context_stack, placed_context_indices
 
 
 def predict_slices(
@@ -30,7 +30,7 @@ def predict_slices(
     *,
     batch_size: int = 16,
     progress: bool = False,
-    names: Sequence[str] | None = None,
+    places: Sequence[SlicePlace | None] | None = None,
 ) -> list[np.ndarray]:
     """Segment slices, batching slices of equal size together.
 
@@ -39,9 +39,10 @@ def predict_slices(
         scans: Slices as read by :func:`segapp.read_image`.
         batch_size: Slices per forward pass, >= 1.
         progress: Show a progress bar over the batches.
-        names: The slices' file names. A 2.5D model then gets each slice's neighbours from the
-            same case-day (:func:`segapp.model.context.named_context_indices`); without names,
-            or for slices without competition names, the slice fills every channel.
+        places: Where each slice lies in its scan (:data:`segapp.model.context.SlicePlace`;
+            :attr:`segapp.training.data.ValidSet.places`). A 2.5D model then gets each slice's
+            neighbours from the same scan; without places, or for a slice of unknown place, the
+            slice fills every channel.
 
     Returns:
         One (H, W) uint8 class-id mask per scan, at its size, in the order of ``scans``.
@@ -54,10 +55,10 @@ def predict_slices(
 
         batches = tqdm(batches, desc="validating", unit="batch", leave=False)
     neighbours = None
-    if segmenter.processing.is_2_5d and names is not None:
-        if len(names) != len(scans):
-            raise ValueError(f"{len(names)} names for {len(scans)} slices")
-        neighbours = named_context_indices(names, segmenter.processing.context_offsets)
+    if segmenter.processing.is_2_5d and places is not None:
+        if len(places) != len(scans):
+            raise ValueError(f"{len(places)} places for {len(scans)} slices")
+        neighbours = placed_context_indices(places, segmenter.processing.context_offsets)
     planes = [scan.pixels for scan in scans]
     masks: dict[int, np.ndarray] = {}
     for batch in batches:
@@ -110,7 +111,7 @@ def evaluate_slices(
     batch_size: int = 16,
     hausdorff: bool = True,
     progress: bool = False,
-    names: Sequence[str] | None = None,
+    places: Sequence[SlicePlace | None] | None = None,
 ) -> dict[str, Any]:
     """Segment labelled slices and average the metrics over them (:func:`predict_slices`, then
     :func:`score_slices`).
@@ -122,7 +123,7 @@ def evaluate_slices(
         batch_size: Slices per forward pass; slices of equal size are batched together.
         hausdorff: Also compute Hausdorff 95 (costlier than Dice/IoU).
         progress: Show a progress bar.
-        names: The slices' file names, for a 2.5D model's neighbours (see :func:`predict_slices`).
+        places: Where each slice lies, for a 2.5D model's neighbours (see :func:`predict_slices`).
 
     Returns:
         :meth:`MetricAccumulator.compute`'s dict plus ``images_per_s`` (model and metrics).
@@ -130,7 +131,7 @@ def evaluate_slices(
     if len(scans) != len(masks) or not scans:
         raise ValueError(f"need equally many scans and masks, got {len(scans)} and {len(masks)}")
     start = time.perf_counter()
-    preds = predict_slices(segmenter, scans, batch_size=batch_size, progress=progress, names=names)
+    preds = predict_slices(segmenter, scans, batch_size=batch_size, progress=progress, places=places)
     result = score_slices(preds, masks, [scan.spacing_mm for scan in scans], hausdorff=hausdorff)
     result["images_per_s"] = len(scans) / max(time.perf_counter() - start, 1e-9)
     return result

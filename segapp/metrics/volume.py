@@ -112,7 +112,7 @@ def case_day_metrics(preds: Sequence[np.ndarray], masks: Sequence[np.ndarray], n
     for volume in volumes:
         spacing = spacings[volume.indices[0]]
         if spacing is None:
-            raise VolumeError(f"case{volume.case}_day{volume.day} has no pixel spacing in its names")
+            raise VolumeError(f"{volume.name} has no pixel spacing in its names")
         pred = np.zeros((volume.depth, volume.height, volume.width), dtype=np.uint8)
         true = np.zeros_like(pred)
         for index, depth in zip(volume.indices, volume.depths):

@@ -100,32 +100,59 @@ def context_indices(positions: Sequence[int] | np.ndarray, offsets: Sequence[int
     return out
 
 
-def named_context_indices(names: Sequence[str], offsets: Sequence[int]) -> np.ndarray:
-    """:func:`context_indices` for competition-named slices (``caseN_dayD_slice_SSSS...``, or
-    ``slice_SSSS...`` inside a ``caseN_dayD`` folder), each case-day on its own.
+SlicePlace = tuple[str, int]
+"""Where a slice lies: (its scan's key, its position in display order, +1 = one slice toward the
+head). Slices of one key form one scan; the key is only compared, never shown."""
+
+
+def slice_places(names: Sequence[str]) -> list[SlicePlace | None]:
+    """The places of competition-named slices (``caseN_dayD_slice_SSSS...``, or ``slice_SSSS...``
+    inside a ``caseN_dayD`` folder): key ``caseN_dayD``, position ``-SSSS`` (slice numbers grow
+    toward the feet). None for a name that gives no case, day and slice number."""
+    places: list[SlicePlace | None] = []
+    for name in names:
+        parsed = parse_slice_name(name)
+        if parsed is None or parsed.case is None or parsed.day is None:
+            places.append(None)
+        else:
+            places.append((f"case{parsed.case}_day{parsed.day}", -parsed.slice))
+    return places
+
+
+def volume_places(key: str, depth: int) -> list[SlicePlace]:
+    """The places of a volume's ``depth`` slices in display order (slice ``k`` at position ``k``)."""
+    return [(key, k) for k in range(depth)]
+
+
+def placed_context_indices(places: Sequence[SlicePlace | None], offsets: Sequence[int]) -> np.ndarray:
+    """:func:`context_indices` for slices of several scans, each scan on its own.
 
     Args:
-        names: File names or paths, in any order, possibly of several case-days.
+        places: Each slice's :data:`SlicePlace`, or None for a slice of unknown place.
         offsets: The three channel offsets.
 
     Returns:
-        (N, 3) int64 indices into ``names``. A slice whose name gives no case, day and slice
-        number, or repeats another's, has only itself (every channel is the slice).
+        (N, 3) int64 indices into ``places``. A slice of unknown place, or one whose place
+        repeats another's in its scan (every slice of that scan then), has only itself.
     """
-    out = np.repeat(np.arange(len(names), dtype=np.int64)[:, None], 3, axis=1)
-    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for index, name in enumerate(names):
-        parsed = parse_slice_name(name)
-        if parsed is not None and parsed.case is not None and parsed.day is not None:
-            groups.setdefault((parsed.case, parsed.day), []).append((index, parsed.slice))
+    out = np.repeat(np.arange(len(places), dtype=np.int64)[:, None], 3, axis=1)
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for index, place in enumerate(places):
+        if place is not None:
+            groups.setdefault(place[0], []).append((index, place[1]))
     for members in groups.values():
         indices = np.array([i for i, _ in members], dtype=np.int64)
-        numbers = [s for _, s in members]
-        if len(set(numbers)) != len(numbers):
+        positions = [p for _, p in members]
+        if len(set(positions)) != len(positions):
             continue  # ambiguous: leave these slices on their own
-        # Slice numbers grow toward the feet, offsets toward the head.
-        out[indices] = indices[context_indices([-s for s in numbers], offsets)]
+        out[indices] = indices[context_indices(positions, offsets)]
     return out
+
+
+def named_context_indices(names: Sequence[str], offsets: Sequence[int]) -> np.ndarray:
+    """:func:`placed_context_indices` of competition-named slices (:func:`slice_places`): (N, 3)
+    int64 indices into ``names``; a slice without a competition name has only itself."""
+    return placed_context_indices(slice_places(names), offsets)
 
 
 def context_stack(planes: Sequence[np.ndarray] | Mapping[int, np.ndarray] | np.ndarray, neighbours: np.ndarray,
@@ -150,10 +177,14 @@ def context_stack(planes: Sequence[np.ndarray] | Mapping[int, np.ndarray] | np.n
 __all__ = [
     "FLAT",
     "Offsets",
+    "SlicePlace",
     "check_offsets",
     "context_indices",
     "context_stack",
     "format_offsets",
     "named_context_indices",
+    "placed_context_indices",
     "single_slice_notice",
+    "slice_places",
+    "volume_places",
 ]

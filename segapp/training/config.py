@@ -51,7 +51,9 @@ def _lever(name: str, help: str) -> Any:
 class TrainConfig:
     """Every training option; the command line and ``--config FILE.json`` fill it."""
 
-    data: str = option("", "data folder with train/{images,masks} and valid/{images,masks}")
+    data: str = option("", "data folder with train/ and valid/, each either images/ + masks/ (slices) or "
+                       "labelled volumes (NAME_image.nii.gz + NAME_labels.nii.gz, or NAME/ DICOM series + "
+                       "NAME_labels.nii.gz)")
     out: str = option("", "run folder to write (best/, last/, metrics.jsonl)")
     base: str = option(DEFAULT_BASE, "starting weights: hub id, model folder, .safetensors, Lightning .ckpt, or 'scratch'")
     image_size: int = option(288, "model input height and width in pixels")
@@ -108,7 +110,7 @@ class TrainConfig:
     description: str = option("", "what the data is, for the model card")
     context: list[int] = option(
         [0, 0, 0], "2.5D input: slice offsets of the three input channels, e.g. -2,0,2 (neighbours found by "
-        "the caseN_dayD_slice_SSSS names; +1 = one slice toward the head); 0,0,0 is the 2D model",
+        "the caseN_dayD_slice_SSSS names, or by index in a volume; +1 = one slice toward the head); 0,0,0 is the 2D model",
         parse=lambda text: list(_offsets_argument(text)), metavar="D0,D1,D2",
     )
 
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m segapp.train`` command line: ``--config`` plus one option per :class:`TrainConfig` field."""
     parser = argparse.ArgumentParser(
         prog="python -m segapp.train",
-        description="Fine-tune SegFormer on GI-tract MRI slices (notebook layout: DIR/{train,valid}/{images,masks}).",
+        description="Fine-tune SegFormer on GI-tract MRI: DIR/{train,valid}, each images/ + masks/ (notebook layout) or labelled volumes (NIfTI, DICOM series).",
         argument_default=argparse.SUPPRESS,  # only options given on the line override --config
     )
     parser.add_argument("--config", help="JSON file of options (keys as below, with underscores)")

@@ -1,8 +1,16 @@
-"""Training data in the notebook's layout, decoded once into memory.
+"""Training data, decoded once into memory.
 
-Layout: ``DIR/{train,valid}/{images,masks}/NAME.png``; an image and its mask share
-``NAME``. Images are read with :func:`segapp.read_image` (the inference path's reader),
-masks are single-channel PNGs of class ids 0..3.
+Each split (``DIR/train``, ``DIR/valid``) is one of two layouts:
+
+* **Slices** (the notebook's layout): ``SPLIT/{images,masks}/NAME.png``; an image and its mask
+  share ``NAME``. Images are read with :func:`segapp.read_image` (the inference path's reader),
+  masks are single-channel PNGs of class ids 0..3. A 2.5D model finds a slice's neighbours by
+  the competition names (``caseN_dayD_slice_SSSS``).
+* **Volumes**: labelled scans in ``SPLIT/`` as :mod:`segapp.io.labelled` finds them (NIfTI
+  image + label pairs, DICOM series folders + label NIfTIs, nnU-Net's imagesTr/labelsTr).
+  Every slice of every volume is used, each fed as the volume mode feeds it
+  (:meth:`segapp.io.volume.ScanVolume.slices_uint8`), and a 2.5D model's neighbours are found by
+  index in the volume.
 
 Training slices are resized once to the model's input size and kept as uint8 tensors
 (on the GPU when they fit): augmentation then runs in batches on the device, with no
@@ -13,6 +21,7 @@ validation scores them exactly as the inference service would.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +31,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segapp.io.image import InvalidImageError, ScanImage, read_image
+from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
+from segapp.io.volume import InvalidVolumeError
 from segapp.labels import NUM_LABELS
-from segapp.model.context import named_context_indices
+from segapp.model.context import SlicePlace, placed_context_indices, slice_places, volume_places
 from segapp.model.processing import ProcessingConfig, resize_gray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")  # all read_image reads
@@ -53,8 +64,9 @@ def find_pairs(split_dir: str | Path) -> list[Pair]:
         if not folder.is_dir():
             raise DataError(
                 f"Missing folder {folder}. Expected the layout {split}/images/*.png and "
-                f"{split}/masks/*.png (see README, 'Data layout'); "
-                "`python -m segapp.prepare` makes it from the competition download."
+                f"{split}/masks/*.png (see README, 'Data layout'), which "
+                "`python -m segapp.prepare` makes from the competition download, or labelled "
+                f"volumes in {split}/ ({LAYOUTS})."
             )
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
@@ -116,7 +128,7 @@ class TrainSet:
         images: (N, H, W) uint8 grayscale at the model input size.
         masks: (N, H, W) uint8 class ids, resized with nearest neighbour.
         neighbours: (N, 3) int64 indices into ``images`` of the slices that fill each input
-            channel (:func:`segapp.model.context.named_context_indices`; a 2D model's rows are
+            channel (:func:`segapp.model.context.placed_context_indices`; a 2D model's rows are
             the slice itself three times).
     """
 
@@ -144,14 +156,58 @@ class TrainSet:
 
 @dataclass
 class ValidSet:
-    """Validation slices at their own size: what the inference service would receive."""
+    """Validation slices at their own size: what the inference service would receive.
+
+    Attributes:
+        scans: The slices as the service receives them.
+        masks: (H, W) uint8 class ids, one per scan.
+        names: File names (slices layout), or ``NAME:k`` for slice k of volume NAME.
+        places: Where each slice lies in its scan, for a 2.5D model's neighbours
+            (:data:`segapp.model.context.SlicePlace`; None where a name gives no place).
+    """
 
     scans: list[ScanImage]
     masks: list[np.ndarray]
     names: list[str]
+    places: list[SlicePlace | None]
 
     def __len__(self) -> int:
         return len(self.scans)
+
+
+def is_volume_split(split_dir: str | Path) -> bool:
+    """True when a split holds labelled volumes (:mod:`segapp.io.labelled`) and no ``images/``."""
+    split = Path(split_dir)
+    return not (split / "images").is_dir() and bool(split.is_dir() and find_labelled_volumes(split))
+
+
+LabelledSlice = tuple[str, SlicePlace | None, ScanImage, np.ndarray]  # name, place, scan, mask
+
+
+def _labelled_slices(split_dir: str | Path, progress: bool) -> Iterator[LabelledSlice]:
+    """Every slice of a split, in either layout, decoded one file at a time."""
+    split = Path(split_dir)
+    if is_volume_split(split):
+        for files in _progress(find_labelled_volumes(split), progress, f"decoding {split.name}", "volume"):
+            yield from _volume_slices(files)
+        return
+    pairs = find_pairs(split)
+    places = slice_places([p.image.name for p in pairs])
+    for pair, place in zip(_progress(pairs, progress, f"decoding {split.name}", "slice"), places):
+        scan, mask = _read_pair(pair)
+        yield pair.image.name, place, scan, mask
+
+
+def _volume_slices(files: LabelledVolumeFiles) -> list[LabelledSlice]:
+    try:
+        volume, labels = read_labelled_volume(files)
+    except InvalidVolumeError as exc:
+        raise DataError(f"Volume {files.name}: {exc}") from None
+    planes, spacing = volume.slices_uint8(), (volume.spacing_mm[1], volume.spacing_mm[2])
+    places = volume_places(files.name, volume.shape[0])
+    return [(f"{files.name}:{k}", places[k], ScanImage(pixels=planes[k], spacing_mm=spacing, bit_depth=8,
+                                                       original_mode=volume.kind), labels[k])
+            for k in range(volume.shape[0])]
 
 
 def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress: bool = False) -> TrainSet:
@@ -159,37 +215,38 @@ def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress:
 
     Images go through the same reader and resize as inference (rounded back to uint8 to
     keep the footprint at 2 bytes per pixel pair); masks use nearest neighbour. The neighbours
-    of a 2.5D ``config`` come from the file names (``caseN_dayD_slice_SSSS``; a slice whose
-    neighbour is not in the split is at the edge).
+    of a 2.5D ``config`` come from the slices' places: competition names in the slices layout
+    (a slice whose neighbour is not in the split is at the edge), indices in a volume.
+
+    Raises:
+        DataError: The split is in neither layout, or a file in it is unusable.
     """
-    pairs = find_pairs(split_dir)
     size = (config.height, config.width)
-    images = torch.empty((len(pairs), *size), dtype=torch.uint8)
-    masks = torch.empty((len(pairs), *size), dtype=torch.uint8)
-    for index, pair in enumerate(_progress(pairs, progress, f"decoding {Path(split_dir).name}")):
-        scan, mask = _read_pair(pair)
+    images, masks, places = [], [], []
+    for _, place, scan, mask in _labelled_slices(split_dir, progress):  # only the resized slices are kept
         gray = resize_gray([scan.pixels], config)  # (1, 1, H, W) float 0..255
-        images[index] = gray[0, 0].round().clamp(0, 255).to(torch.uint8)
+        images.append(gray[0, 0].round().clamp(0, 255).to(torch.uint8))
         mask_t = torch.from_numpy(mask)[None, None].float()
-        masks[index] = F.interpolate(mask_t, size=size, mode="nearest")[0, 0].to(torch.uint8)
-    neighbours = named_context_indices([p.image.name for p in pairs], config.context_offsets)
-    return TrainSet(images, masks, torch.from_numpy(neighbours))
+        masks.append(F.interpolate(mask_t, size=size, mode="nearest")[0, 0].to(torch.uint8))
+        places.append(place)
+    neighbours = placed_context_indices(places, config.context_offsets)
+    return TrainSet(torch.stack(images), torch.stack(masks), torch.from_numpy(neighbours))
 
 
 def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet:
-    """Decode a validation split at the slices' own sizes."""
-    pairs = find_pairs(split_dir)
-    scans, masks = [], []
-    for pair in _progress(pairs, progress, f"decoding {Path(split_dir).name}"):
-        scan, mask = _read_pair(pair)
-        scans.append(scan)
-        masks.append(mask)
-    return ValidSet(scans, masks, [p.image.name for p in pairs])
+    """Decode a validation split (either layout) at the slices' own sizes.
+
+    Raises:
+        DataError: The split is in neither layout, or a file in it is unusable.
+    """
+    items = list(_labelled_slices(split_dir, progress))
+    return ValidSet([scan for _, _, scan, _ in items], [mask for *_, mask in items],
+                    [name for name, *_ in items], [place for _, place, _, _ in items])
 
 
-def _progress(items: list, enabled: bool, desc: str):
+def _progress(items: list, enabled: bool, desc: str, unit: str):
     if not enabled:
         return items
     from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
-    return tqdm(items, desc=desc, unit="slice", leave=False)
+    return tqdm(items, desc=desc, unit=unit, leave=False)

@@ -224,7 +224,7 @@ def load_data(config: TrainConfig, processing: ProcessingConfig, dist: Dist,
         if processing.is_2_5d:
             print(f"2.5D input: channels at slice offsets {list(processing.context_offsets)}; "
                   f"{_with_neighbours(train_set)} of {len(train_set)} training slices have a neighbour "
-                  "in the split (the others are at an edge or have no caseN_dayD_slice_SSSS name)")
+                  "in the split (the others are at an edge, or slices without a caseN_dayD_slice_SSSS name)")
     return train_set, valid_set
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from segapp.inference.segmenter import Segmenter
 from segapp.metrics.scoring import evaluate_slices
-from segapp.model.context import context_stack, named_context_indices
+from segapp.model.context import context_stack, placed_context_indices
 from segapp.model.processing import ProcessingConfig, preprocess
 from segapp.model.weights import LoadedModel
 from segapp.training.config import TrainConfig
@@ -37,7 +37,7 @@ def validate(
     )
     metrics = evaluate_slices(
         service, valid_set.scans, valid_set.masks, batch_size=config.valid_batch_size,
-        hausdorff=config.hausdorff, progress=config.progress, names=valid_set.names,
+        hausdorff=config.hausdorff, progress=config.progress, places=valid_set.places,
     )
     metrics["loss"] = validation_loss(model, processing, valid_set, device, config.valid_batch_size)
     return metrics
@@ -50,12 +50,12 @@ def validation_loss(
     """The training loss on the validation slices, at the model input size, without augmentation.
 
     Inputs go through :func:`segapp.model.processing.preprocess` (the serving path; a 2.5D model's
-    neighbours from the names, as in scoring); masks are resized with nearest neighbour, as for
+    neighbours from the slices' places, as in scoring); masks are resized with nearest neighbour, as for
     training. Returns the mean over slices.
     """
     size = (processing.height, processing.width)
     planes = [scan.pixels for scan in valid_set.scans]
-    neighbours = named_context_indices(valid_set.names, processing.context_offsets) if processing.is_2_5d else None
+    neighbours = placed_context_indices(valid_set.places, processing.context_offsets) if processing.is_2_5d else None
     total = 0.0
     for start in range(0, len(valid_set), batch_size):
         rows = range(start, min(len(valid_set), start + batch_size))

@@ -12,6 +12,7 @@ from segapp.metrics.competition import (
     HAUSDORFF_WEIGHT,
     VolumeError,
     competition_score,
+    consecutive_volumes,
     group_volumes,
     hausdorff_distance,
     squared_distance_transform,
@@ -82,7 +83,7 @@ def test_group_volumes() -> None:
         "case2_day1_slice_0010_20_10_1.50_1.50.png",
     ]
     volumes = group_volumes(names, [(10, 20)] * 3)
-    assert [(v.case, v.day) for v in volumes] == [(1, 3), (2, 1)]
+    assert [v.name for v in volumes] == ["case1_day3", "case2_day1"]
     assert volumes[1].indices == (2, 0) and volumes[1].depths == (0, 2) and volumes[1].depth == 3
     assert volumes[1].diagonal == pytest.approx(math.sqrt(9 + 100 + 400))
     with pytest.raises(VolumeError, match="does not name its case"):
@@ -188,10 +189,10 @@ def test_volumes_are_case_days_grouped_by_name_whatever_the_order() -> None:
     pred = [t.copy() for t in target]
     pred[1][0, 0] = 0  # ... that the prediction misses
     volumes = group_volumes(names, [t.shape for t in target])
-    assert [(v.case, v.day, v.indices, v.depths) for v in volumes] == [
-        (1, 1, (3, 0), (0, 1)),
-        (1, 2, (4, 2), (0, 2)),
-        (2, 1, (1,), (0,)),
+    assert [(v.name, v.indices, v.depths) for v in volumes] == [
+        ("case1_day1", (3, 0), (0, 1)),
+        ("case1_day2", (4, 2), (0, 2)),
+        ("case2_day1", (1,), (0,)),
     ]
     result = competition_score(pred, target, names)
     assert result["volumes"] == 3 and result["slices"] == 5
@@ -207,3 +208,23 @@ def test_competition_score_refuses_unequal_or_empty_inputs() -> None:
         competition_score([mask], [mask, mask], [slice_name(1, 1, 1), slice_name(1, 1, 2)])
     with pytest.raises(ValueError, match="at least one"):
         competition_score([], [], [])
+
+
+def test_whole_volumes_score_as_the_same_slices_named_as_case_days() -> None:
+    rng = np.random.default_rng(3)
+    depths = (4, 3)
+    truth = [rng.integers(0, 4, size=(8, 9)).astype(np.uint8) for _ in range(sum(depths))]
+    pred = [np.where(rng.random(t.shape) < 0.2, 0, t).astype(np.uint8) for t in truth]
+    volumes = consecutive_volumes([("a", (4, 8, 9)), ("b", (3, 8, 9))])
+    assert [(v.name, v.indices, v.depths, v.depth) for v in volumes] == [
+        ("a", (0, 1, 2, 3), (0, 1, 2, 3), 4), ("b", (4, 5, 6), (0, 1, 2), 3)]
+    names = [slice_name(1, 0, n, 9, 8) for n in range(1, 5)] + [slice_name(2, 0, n, 9, 8) for n in range(1, 4)]
+    by_volume = competition_score(pred, truth, volumes=volumes)
+    assert by_volume == competition_score(pred, truth, names)
+    assert by_volume["volumes"] == 2 and by_volume["slices"] == 7
+    with pytest.raises(ValueError, match="one of the two"):
+        competition_score(pred, truth, names, volumes=volumes)
+    with pytest.raises(ValueError, match="one of the two"):
+        competition_score(pred, truth)
+    with pytest.raises(ValueError, match="every slice exactly once"):
+        competition_score(pred, truth, volumes=volumes[:1])
