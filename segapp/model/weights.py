@@ -3,6 +3,7 @@
 Sources :func:`load_model` accepts:
 
 - ``"scratch"``: a SegFormer-B0-sized model with random weights (offline training);
+  ``"scratch:b1"`` ... ``"scratch:b5"``: the other published sizes, also random;
 - a local HuggingFace model folder (``config.json`` + ``model.safetensors``);
 - a bare ``.safetensors`` file (architecture inferred from the tensor shapes);
 - a PyTorch Lightning ``.ckpt`` as the notebook saved it (``state_dict`` keys prefixed
@@ -290,7 +291,7 @@ def load_model(
     """Load SegFormer weights from any supported source (see module docstring).
 
     Args:
-        source: ``"scratch"``, a folder, a ``.safetensors`` or ``.ckpt``/``.pt`` file, or a hub id.
+        source: ``"scratch"`` (or ``"scratch:b1"`` ...), a folder, a ``.safetensors`` or ``.ckpt``/``.pt`` file, or a hub id.
         device: Where the model ends up; weights are read on the CPU and moved once.
         reset_head: Replace the classifier with a fresh 4-class head (fine-tuning a base such as
             the 150-class ADE20K model). Without it, a model with another label count is refused.
@@ -305,10 +306,14 @@ def load_model(
     path = Path(text).expanduser()
     card: str | None = None
     processing = ProcessingConfig()
-    if text == SCRATCH:
+    if text == SCRATCH or text.startswith(SCRATCH + ":"):
+        variant = text.partition(":")[2] or "b0"
+        if variant not in VARIANTS:
+            raise ModelLoadError(f"{text!r}: the scratch sizes are {', '.join(f'scratch:{v}' for v in VARIANTS)} "
+                                 "('scratch' alone is b0)")
         _, SegformerForSemanticSegmentation = _transformers()
         torch.manual_seed(0)  # reproducible random init; training reseeds anyway
-        model, kind = SegformerForSemanticSegmentation(scratch_config()), "scratch"
+        model, kind = SegformerForSemanticSegmentation(scratch_config(variant)), "scratch"
     elif path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(

@@ -55,7 +55,8 @@ class TrainConfig:
                        "labelled volumes (NAME_image.nii.gz + NAME_labels.nii.gz, or NAME/ DICOM series + "
                        "NAME_labels.nii.gz)")
     out: str = option("", "run folder to write (best/, last/, metrics.jsonl)")
-    base: str = option(DEFAULT_BASE, "starting weights: hub id, model folder, .safetensors, Lightning .ckpt, or 'scratch'")
+    base: str = option(DEFAULT_BASE, "starting weights: hub id, model folder, .safetensors, Lightning .ckpt, or 'scratch' "
+                     "(random B0; 'scratch:b1' ... 'scratch:b5' for the larger sizes)")
     image_size: int = option(288, "model input height and width in pixels")
     batch_size: int = option(6, "slices per forward pass (per process)")
     grad_accum: int = option(2, "forward passes per optimizer step (effective batch = batch_size x grad_accum x processes)")

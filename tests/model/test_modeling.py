@@ -96,6 +96,14 @@ def test_scratch_is_b0_with_our_labels() -> None:
     assert loaded.model.config.id2label == ID2LABEL
 
 
+def test_scratch_takes_the_published_sizes() -> None:
+    loaded = load_model("scratch:b1")
+    assert loaded.variant == "b1" and loaded.model.config.id2label == ID2LABEL
+    assert sum(p.numel() for p in loaded.model.parameters()) > 13_000_000  # B1: 13.7 M, B0: 3.7 M
+    with pytest.raises(ModelLoadError, match="scratch:b1"):
+        load_model("scratch:b9")
+
+
 def test_other_label_count_is_refused_or_reset(tmp_path: Path) -> None:
     folder = tmp_path / "ade"
     model = make_tiny_model(num_labels=150)
