@@ -11,6 +11,12 @@
 4. copies six slices of --eval-data with at least two organs (at most two of each size) to
    ``--examples-out`` (default segapp/bundled/examples), replacing the PNGs there.
 
+The volume mode's 2.5D weights go the same way into segapp/bundled/model-2.5d, scored on fresh
+labelled volumes (2D, 3D and competition figures) and without examples::
+
+    python scripts/install_bundle.py --run runs/c18-ctx1 --tune-data data/c18/train/valid \
+        --eval-data data/c18/score-nifti --model-out segapp/bundled/model-2.5d --no-examples ...
+
 Prints the evaluation table; writes the full evaluation to RUN/bundle_evaluation.json.
 """
 
@@ -30,8 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
-from segapp.evaluate import evaluate, format_table  # noqa: E402
+from segapp.evaluate import evaluate, evaluate_volumes, format_table  # noqa: E402
 from segapp.model.weights import load_model, save_model  # noqa: E402
+from segapp.training.data import is_volume_split  # noqa: E402
 from segapp.tune_postprocessing import tune, write_min_region  # noqa: E402
 
 ORGANS = ("stomach", "small_bowel", "large_bowel")
@@ -72,6 +79,7 @@ def main() -> int:
     parser.add_argument("--data-file", required=True, help="the card's Data section (markdown)")
     parser.add_argument("--model-out", default=str(MODEL_DIR))
     parser.add_argument("--examples-out", default=str(EXAMPLES_DIR))
+    parser.add_argument("--no-examples", action="store_true", help="leave the examples alone (volume weights)")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -80,7 +88,8 @@ def main() -> int:
         shutil.copytree(run / "best", staged)
         tuned = tune(str(staged), args.tune_data, progress=False)
         write_min_region(staged, tuned["best"])
-        result = evaluate(args.eval_data, weights=str(staged), progress=False)
+        score = evaluate_volumes if is_volume_split(args.eval_data) else evaluate
+        result = score(args.eval_data, weights=str(staged), progress=False)
         print(format_table(result), flush=True)
         loaded = load_model(staged)
         per_class = {name: {"dice": result["dice"][name], "pooled_dice": result["pooled_dice"][name],
@@ -91,9 +100,11 @@ def main() -> int:
             command=Path(args.command_file).read_text(encoding="utf-8"),
             metrics={"per_class": per_class, "mean_foreground_dice": result["mean_foreground_dice"],
                      "mean_pooled_dice": sum(result["pooled_dice"][o] for o in ORGANS) / 3,
-                     "min_region_px": tuned["best"], "slices": result["slices"]},
+                     "min_region_px": tuned["best"], "slices": result["slices"],
+                     **({"competition_score": result["competition"]["score"]} if "score" in result["competition"] else {}),
+                     **({"volumes": result["volumes_3d"]["volumes"]} if "volumes" in result.get("volumes_3d", {}) else {})},
         )
-    examples = pick_examples(Path(args.eval_data), Path(args.examples_out))
+    examples = [] if args.no_examples else pick_examples(Path(args.eval_data), Path(args.examples_out))
     report = {"tuning": tuned, "evaluation": result, "examples": examples}
     (run / "bundle_evaluation.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(json.dumps({"min_region_px": tuned["best"], "examples": examples}))

@@ -340,6 +340,9 @@ def about_markdown(info: dict[str, Any] | None, card: str | None, error: str | N
         parts.append("The model loads with the first segmentation.")
     if volume is not None:
         parts.append(f"- Volume mode: {volume}")
+        if "2.5D" in volume:
+            parts.append("  (a second model: it reads each slice together with its neighbours above and below, "
+                         "which segments a whole series better; a single slice goes to the slice model)")
     if card:
         parts += ["", "### Model card", "", _demote_headings(_strip_front_matter(card))]
     parts += [

@@ -215,6 +215,7 @@ def test_a_volume_model_of_its_own_segments_volumes_and_loads_at_the_first(two_m
     assert slice_model.loaded and not volume_model.loaded  # the About loads only the slice model
     assert "Slice mode: `models" in about and "tiny` (folder), 2D" in about
     assert "Volume mode: `" in about and "model-2.5d`, 2.5D, channels at slice offsets -1,0,1; loaded at the first volume" in about
+    assert "a second model: it reads each slice together with its neighbours" in about
 
     outputs = VolumeCallbacks(callbacks).segment([str(phantom_series["zip"])])
     assert volume_model.loaded
@@ -243,7 +244,7 @@ def test_the_slice_mode_keeps_the_2d_model_beside_a_2_5d_volume_model(two_models
 def test_same_or_no_volume_model_is_the_slice_model(tiny_model_dir, tiny_segmenter, tmp_path) -> None:
     plain = Callbacks(tiny_segmenter, output_root=tmp_path / "a")
     assert plain.volume_segmenter() is tiny_segmenter
-    assert "Volume mode: the slice mode's weights" in plain.about()[0]
+    assert "Volume mode: the slice mode's weights" in plain.about()[0] and "a second model" not in plain.about()[0]
 
     loads: list[str] = []
 
