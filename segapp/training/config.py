@@ -114,6 +114,11 @@ class TrainConfig:
         "the caseN_dayD_slice_SSSS names, or by index in a volume; +1 = one slice toward the head); 0,0,0 is the 2D model",
         parse=lambda text: list(_offsets_argument(text)), metavar="D0,D1,D2",
     )
+    context_init: str = option(
+        "centre", "a 2.5D run from 2D weights: centre (the first convolution folded into the centre "
+        "channel, so the run starts as the 2D model: segapp.model.inflate) or copy (the weights as loaded)",
+        choices=["centre", "copy"],
+    )
 
     def __post_init__(self) -> None:
         augment_config(self)  # a bad --aug-* value stops here, before minutes of decoding
@@ -134,7 +139,7 @@ def augment_config(config: TrainConfig) -> AugmentConfig:
 
 # Options added after runs had been saved, with the value that reproduces those runs: a
 # --resume of an older run folder (its train_config.json lacks them) takes these, not the defaults.
-SAVED_BEFORE = {"augment_preset": "classic"}
+SAVED_BEFORE = {"augment_preset": "classic", "context_init": "copy"}
 
 # Options a resumed run may change; the rest must match the saved run.
 RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from segapp.io.files import write_text_atomic
+from segapp.model.context import FLAT
 from segapp.model.head_folding import FoldedTraining
+from segapp.model.inflate import centre_channel_init
 from segapp.model.processing import ProcessingConfig, normalize
 from segapp.model.weights import LoadedModel, load_model, recover_interrupted_save
 from segapp.training.augment import augment
@@ -183,7 +185,7 @@ def set_up(config: TrainConfig, dist: Dist, device: torch.device, command: str) 
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     train_set, valid_set = load_data(config, processing, dist, device)
-    loaded, saved = load_start_model(config, dist, device)
+    loaded, saved = load_start_model(config, dist, device, processing)
     model = loaded.model.train()
     log = open_run_folder(config, saved["step"] if saved is not None else None) if dist.main else None
     micro_per_epoch = max(1, math.ceil(len(train_set) / (config.batch_size * dist.world)))
@@ -234,8 +236,11 @@ def _with_neighbours(train_set: TrainSet) -> int:
     return int((train_set.neighbours != own).any(dim=1).sum())
 
 
-def load_start_model(config: TrainConfig, dist: Dist, device: torch.device) -> tuple[LoadedModel, dict[str, Any] | None]:
-    """The weights to start from: last/ and its training state on --resume, else ``--base`` with a new head."""
+def load_start_model(config: TrainConfig, dist: Dist, device: torch.device,
+                     processing: ProcessingConfig) -> tuple[LoadedModel, dict[str, Any] | None]:
+    """The weights to start from: last/ and its training state on --resume, else ``--base`` with a new head
+    (a 2D base of a 2.5D run first folded into the centre channel under the run's ``processing``,
+    unless ``--context-init copy``)."""
     out = Path(config.out)
     if config.resume:  # a kill between a save's two renames leaves last.previous / best.previous
         recover_interrupted_save(out / "last")
@@ -245,7 +250,14 @@ def load_start_model(config: TrainConfig, dist: Dist, device: torch.device) -> t
         return load_model(out / "last", device=device), saved
     if config.resume and dist.main:
         print(f"note: nothing to resume in {out / 'last'}; starting a new run")
-    return load_model(config.base, device=device, reset_head=True), None
+    loaded = load_model(config.base, device=device, reset_head=True)
+    if config.context_init == "centre" and processing.is_2_5d and loaded.processing.context_offsets == FLAT \
+            and loaded.kind != "scratch":
+        centre = centre_channel_init(loaded.model, processing)
+        if dist.main:
+            print(f"2.5D from 2D weights: first convolution folded into channel {centre} (offset "
+                  f"{config.context[centre]}); the run starts as the 2D model (--context-init copy: as loaded)")
+    return loaded, None
 
 
 def open_run_folder(config: TrainConfig, resume_step: int | None) -> RunLog:

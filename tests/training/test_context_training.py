@@ -101,7 +101,9 @@ def test_smoke_run_with_context_saves_a_2_5d_model(raw_prepared: Path, tmp_path:
             "--image-size", "64", "--batch-size", "4", "--grad-accum", "1", "--max-steps", "2", "--no-progress",
             "--no-hausdorff"]
     assert main(argv) == 0
-    assert "2.5D input: channels at slice offsets [-2, 0, 2]" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2.5D input: channels at slice offsets [-2, 0, 2]" in printed
+    assert "2.5D from 2D weights: first convolution folded into channel 1 (offset 0)" in printed
     for folder in (out / "best", out / "last"):
         assert json.loads((folder / "preprocessor_config.json").read_text())["segapp_context_offsets"] == [-2, 0, 2]
         card = (folder / "README.md").read_text()
@@ -114,3 +116,23 @@ def test_smoke_run_with_context_saves_a_2_5d_model(raw_prepared: Path, tmp_path:
     # A resumed run keeps its offsets; changing them is refused.
     with pytest.raises(TrainingError, match="context"):
         config_from_args([*argv[:6], "--resume", "--context", "-1,0,1"])
+
+
+def test_context_init_copy_keeps_the_loaded_weights(raw_prepared: Path, tmp_path: Path, capsys) -> None:
+    from segapp.model.inflate import first_convolution
+    from segapp.model.weights import load_model
+
+    base = save_tiny_model(tmp_path / "base")
+    argv = ["--data", str(raw_prepared), "--base", str(base), "--context", "-1,0,1", "--image-size", "64",
+            "--batch-size", "4", "--grad-accum", "1", "--max-steps", "1", "--no-progress", "--no-hausdorff",
+            "--lr", "1e-12", "--scheduler", "constant", "--no-augment"]
+    assert main([*argv, "--out", str(tmp_path / "copy"), "--context-init", "copy"]) == 0
+    assert "folded" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "copy" / "train_config.json").read_text())["context_init"] == "copy"
+    assert main([*argv, "--out", str(tmp_path / "centre")]) == 0
+    # With a negligible learning rate the saved first convolutions are the loaded one and the folded one.
+    start = first_convolution(load_model(base).model).weight
+    copied = first_convolution(load_model(tmp_path / "copy" / "last").model).weight
+    folded = first_convolution(load_model(tmp_path / "centre" / "last").model).weight
+    assert torch.allclose(copied, start, atol=1e-6)
+    assert folded[:, [0, 2]].abs().max() < 1e-9 and not torch.allclose(folded, start, atol=1e-3)
