@@ -13,7 +13,7 @@
 set -eu
 OUT=${OUT:-./levers-out}; DATA=${DATA:-./domain-out/data}; mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-WALL=${WALL:-30}; STEPS_B0=${STEPS_B0:-700}; STEPS_B1=${STEPS_B1:-300}; DEVICE=${DEVICE:-cpu}
+WALL=${WALL:-30}; STEPS_B0=${STEPS_B0:-700}; STEPS_B1=${STEPS_B1:-390}; DEVICE=${DEVICE:-cpu}
 FINETUNED=${FINETUNED:-}
 STAGE=${STAGE:-all}
 RUNS=("b0-scratch:scratch:$STEPS_B0:0" "b1-scratch:scratch:b1:$STEPS_B1:1")
