@@ -6,7 +6,7 @@
 #                Each run's step count makes it last about WALL minutes at its own speed (STEPS_B0 and
 #                STEPS_B1, measured beforehand with a few steps; the OneCycle schedule then completes);
 #                --max-minutes WALL + 2 stops a run that is slower than planned.
-#   STAGE=score  every run's best/ (and each FINETUNED run folder given, e.g. the bundle's run that
+#   STAGE=score  every run's best/ with the clean-up MIN_REGION px (and each FINETUNED run folder given, e.g. the bundle's run that
 #                fine-tuned the previous bundle for STEPS_B0 steps on the same data) on score-fresh
 #                -> OUT/<run>.json, then the table
 # Everything else equals the bundle's run: batch 6 x 2, 288 px, lr 3e-4 OneCycle, domain preset, seed 19.
@@ -14,7 +14,7 @@ set -eu
 OUT=${OUT:-./levers-out}; DATA=${DATA:-./domain-out/data}; mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 WALL=${WALL:-30}; STEPS_B0=${STEPS_B0:-700}; STEPS_B1=${STEPS_B1:-390}; DEVICE=${DEVICE:-cpu}
-FINETUNED=${FINETUNED:-}
+FINETUNED=${FINETUNED:-}; MIN_REGION=${MIN_REGION:-50}  # the bundle's clean-up, for every run alike
 STAGE=${STAGE:-all}
 RUNS=("b0-scratch:scratch:$STEPS_B0:0" "b1-scratch:scratch:b1:$STEPS_B1:1")
 
@@ -38,7 +38,7 @@ if [ "$STAGE" = score ] || [ "$STAGE" = all ]; then
     for extra in $FINETUNED; do folders+=("$extra"); done
     for folder in "${folders[@]}"; do
         python -m segapp.evaluate --data "$DATA/score-fresh/valid" --weights "$folder/best" --device "$DEVICE" \
-            --no-progress --no-hausdorff --json "$OUT/$(basename "$folder").json" > /dev/null
+            --min-region-px "$MIN_REGION" --no-progress --no-hausdorff --json "$OUT/$(basename "$folder").json" > /dev/null
     done
     python - "$OUT" "${folders[@]}" <<'EOF'
 import json, pathlib, sys
