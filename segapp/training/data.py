@@ -222,15 +222,26 @@ def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress:
         DataError: The split is in neither layout, or a file in it is unusable.
     """
     size = (config.height, config.width)
+    # A slice split's size is known before decoding: fill one preallocated tensor, so a large data set
+    # never sits in memory twice. A volume split's is not (slices per volume): stack at the end.
+    count = None if is_volume_split(split_dir) else len(find_pairs(split_dir))
+    buffers = (torch.empty((count, *size), dtype=torch.uint8), torch.empty((count, *size), dtype=torch.uint8)) \
+        if count is not None else None
     images, masks, places = [], [], []
-    for _, place, scan, mask in _labelled_slices(split_dir, progress):  # only the resized slices are kept
+    for index, (_, place, scan, mask) in enumerate(_labelled_slices(split_dir, progress)):
         gray = resize_gray([scan.pixels], config)  # (1, 1, H, W) float 0..255
-        images.append(gray[0, 0].round().clamp(0, 255).to(torch.uint8))
-        mask_t = torch.from_numpy(mask)[None, None].float()
-        masks.append(F.interpolate(mask_t, size=size, mode="nearest")[0, 0].to(torch.uint8))
+        image = gray[0, 0].round().clamp(0, 255).to(torch.uint8)
+        mask_t = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.uint8)
+        if buffers is not None:
+            buffers[0][index], buffers[1][index] = image, mask_t
+        else:
+            images.append(image)
+            masks.append(mask_t)
         places.append(place)
-    neighbours = placed_context_indices(places, config.context_offsets)
-    return TrainSet(torch.stack(images), torch.stack(masks), torch.from_numpy(neighbours))
+    neighbours = torch.from_numpy(placed_context_indices(places, config.context_offsets))
+    if buffers is not None:
+        return TrainSet(buffers[0], buffers[1], neighbours)
+    return TrainSet(torch.stack(images), torch.stack(masks), neighbours)
 
 
 def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet:
