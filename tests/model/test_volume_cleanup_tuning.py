@@ -66,3 +66,19 @@ def test_predict_volume_applies_the_stored_clean_up(tiny_model_dir: Path, tmp_pa
     assert not cleaned.any()  # every component is under 1e6 mL
     assert plain.any()
     assert np.array_equal(Segmenter.from_pretrained(model, device="cpu").predict_volume(volume, min_component_ml=0).labels, plain)
+
+
+def test_the_2d_clean_up_is_tuned_on_the_slices_of_volumes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from segapp.metrics.scoring import score_slices
+    from segapp.training.data import load_valid_set
+    from segapp.tune_postprocessing import tune
+
+    for case in (1, 2):
+        write_nifti_pair(phantom_volume(7, case, 0, first=60, count=3), tmp_path, name=f"v{case}")
+    result = tune(str(tiny_model_dir), tmp_path, candidates=[0, 10**6], device="cpu")
+    assert result["slices"] == 6 and [r["min_region_px"] for r in result["results"]] == [0, 10**6]
+    # Size 10**6 removes every region, so that row scores all-background masks against the truth.
+    valid = load_valid_set(tmp_path)
+    empty = [np.zeros_like(m) for m in valid.masks]
+    expected = score_slices(empty, valid.masks, [s.spacing_mm for s in valid.scans], hausdorff=False)
+    assert result["results"][1]["mean_foreground_dice"] == pytest.approx(expected["mean_foreground_dice"])
