@@ -177,23 +177,37 @@ class ValidSet:
 
 def is_volume_split(split_dir: str | Path) -> bool:
     """True when a split holds labelled volumes (:mod:`segapp.io.labelled`) and no ``images/``."""
-    split = Path(split_dir)
-    return not (split / "images").is_dir() and bool(split.is_dir() and find_labelled_volumes(split))
+    return bool(_volume_files(Path(split_dir)))
+
+
+def _volume_files(split: Path) -> list[LabelledVolumeFiles]:
+    """The split's labelled volumes; none when it has an ``images/`` folder (a slice split)."""
+    return [] if (split / "images").is_dir() or not split.is_dir() else find_labelled_volumes(split)
 
 
 LabelledSlice = tuple[str, SlicePlace | None, ScanImage, np.ndarray]  # name, place, scan, mask
 
 
-def _labelled_slices(split_dir: str | Path, progress: bool) -> Iterator[LabelledSlice]:
-    """Every slice of a split, in either layout, decoded one file at a time."""
+def _split_files(split_dir: str | Path) -> list[LabelledVolumeFiles] | list[Pair]:
+    """What a split holds, looked up once: its labelled volumes, else its image/mask pairs.
+
+    Raises:
+        DataError: Neither (:func:`find_pairs`' message).
+    """
     split = Path(split_dir)
-    if is_volume_split(split):
-        for files in _progress(find_labelled_volumes(split), progress, f"decoding {split.name}", "volume"):
-            yield from _volume_slices(files)
+    return _volume_files(split) or find_pairs(split)
+
+
+def _labelled_slices(files: list[LabelledVolumeFiles] | list[Pair], progress: bool, desc: str
+                     ) -> Iterator[LabelledSlice]:
+    """Every slice of :func:`_split_files`' result, decoded one file at a time."""
+    if files and isinstance(files[0], LabelledVolumeFiles):
+        for volume in _progress(files, progress, desc, "volume"):
+            yield from _volume_slices(volume)
         return
-    pairs = find_pairs(split)
+    pairs = [f for f in files if isinstance(f, Pair)]
     places = slice_places([p.image.name for p in pairs])
-    for pair, place in zip(_progress(pairs, progress, f"decoding {split.name}", "slice"), places):
+    for pair, place in zip(_progress(pairs, progress, desc, "slice"), places):
         scan, mask = _read_pair(pair)
         yield pair.image.name, place, scan, mask
 
@@ -224,11 +238,12 @@ def load_train_set(split_dir: str | Path, config: ProcessingConfig, *, progress:
     size = (config.height, config.width)
     # A slice split's size is known before decoding: fill one preallocated tensor, so a large data set
     # never sits in memory twice. A volume split's is not (slices per volume): stack at the end.
-    count = None if is_volume_split(split_dir) else len(find_pairs(split_dir))
+    files = _split_files(split_dir)
+    count = len(files) if files and isinstance(files[0], Pair) else None
     buffers = (torch.empty((count, *size), dtype=torch.uint8), torch.empty((count, *size), dtype=torch.uint8)) \
         if count is not None else None
     images, masks, places = [], [], []
-    for index, (_, place, scan, mask) in enumerate(_labelled_slices(split_dir, progress)):
+    for index, (_, place, scan, mask) in enumerate(_labelled_slices(files, progress, f"decoding {Path(split_dir).name}")):
         gray = resize_gray([scan.pixels], config)  # (1, 1, H, W) float 0..255
         image = gray[0, 0].round().clamp(0, 255).to(torch.uint8)
         mask_t = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.uint8)
@@ -250,7 +265,7 @@ def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet
     Raises:
         DataError: The split is in neither layout, or a file in it is unusable.
     """
-    items = list(_labelled_slices(split_dir, progress))
+    items = list(_labelled_slices(_split_files(split_dir), progress, f"decoding {Path(split_dir).name}"))
     return ValidSet([scan for _, _, scan, _ in items], [mask for *_, mask in items],
                     [name for name, *_ in items], [place for _, place, _, _ in items])
 
