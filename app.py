@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segapp.bundled import EXAMPLES_DIR, MODEL_DIR
+from segapp.bundled import EXAMPLES_DIR
+from segapp.cli import DEFAULT_WEIGHTS
 from segapp.ui import LazySegmenter, build_demo, default_source, main, volume_source
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = MODEL_DIR
 EXAMPLES = EXAMPLES_DIR
 STYLE = ROOT / "assets" / "style.css"
 

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from segapp.inference.render import overlay
 from segapp.model.processing import ProcessingConfig, resize_gray
 from segapp.synthetic import generate_slice
 from segapp.training.augment import PRESETS, augment
-from segapp.ui.render import overlay
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 288  # the training input size

@@ -8,21 +8,12 @@ from __future__ import annotations
 import argparse
 
 from segapp.bundled import MODEL_DIR
-from segapp.model.runtime import COMPILE_MODES, DEVICES, RUNTIMES
+from segapp.model.runtime import COMPILE_HELP, COMPILE_MODES, DEVICE_HELP, RUNTIME_HELP, RUNTIMES
 
 # The bundled demonstration weights (package data), the default of every tool that needs a model.
 DEFAULT_WEIGHTS = str(MODEL_DIR)
 
 WEIGHTS_HELP = "model folder, .safetensors, Lightning .ckpt or hub id"
-DEVICE_HELP = f"one of {', '.join(DEVICES)} or e.g. cuda:1; auto: CUDA, else MPS, else CPU (default auto)"
-COMPILE_HELP = (
-    "torch.compile the model first: " + ", ".join(COMPILE_MODES[1:]) + " (reduce-overhead: CUDA graphs); "
-    "compiling takes seconds on a GPU, minutes on a small CPU (default off)"
-)
-RUNTIME_HELP = (
-    "what runs the network: torch (default), or onnx = ONNX Runtime on the CPU, faster there "
-    '(needs pip install "segapp[onnx]"; the first use exports and caches the model)'
-)
 
 
 def non_negative_int(text: str) -> int:

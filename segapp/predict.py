@@ -67,10 +67,11 @@ from segapp.cli import (
     add_weights_option,
 )
 from segapp.inference.exports import VOLUME_FORMATS
+from segapp.inference.render import overlay
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.dicom import has_dicom_magic
 from segapp.io.files import write_text_atomic
-from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.io.naming import parse_slice_name, slice_id
 from segapp.io.rle import rle_encode
 from segapp.io.volume import DEFAULT_MAX_VOXELS
@@ -78,9 +79,7 @@ from segapp.labels import FOREGROUND
 from segapp.model.context import context_stack, named_context_indices, single_slice_notice
 from segapp.model.onnx_runtime import OnnxError
 from segapp.model.weights import ModelLoadError
-from segapp.training.data import IMAGE_SUFFIXES
 from segapp.training.devices import Dist, leave_distributed, setup_distributed
-from segapp.ui.render import overlay
 
 SLICE_FORMATS = ("png", "overlay", "rle")
 FORMATS = (*SLICE_FORMATS, *VOLUME_FORMATS)

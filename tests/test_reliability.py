@@ -29,10 +29,9 @@ from helpers import make_tiny_model
 from hostile_corpus import HostileFile, hostile_corpus, write_corpus
 from PIL import Image
 
-from segapp.io.image import DEFAULT_MAX_PIXELS, InvalidImageError, read_image
+from segapp.io.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InvalidImageError, read_image
 from segapp.model.processing import ProcessingConfig
 from segapp.model.weights import ModelLoadError, load_model, save_model
-from segapp.training.data import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = hostile_corpus()

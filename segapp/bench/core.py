@@ -19,7 +19,8 @@ from segapp.bench import report
 from segapp.bench.inference import bench_batches, bench_compiled, bench_concurrency, bench_latency, bench_onnx
 from segapp.bench.measure import phantom_slices
 from segapp.bench.web import APP, bench_startup, bench_web
-from segapp.inference.segmenter import Segmenter, pick_device
+from segapp.inference.segmenter import Segmenter
+from segapp.model.runtime import pick_device
 
 SKIPPABLE = ("web", "training", "startup", "volume")
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segapp.bench.measure import concurrent_rate, device_sync, interleaved_ms
+from segapp.bench.measure import concurrent_rate, interleaved_ms
 from segapp.inference.segmenter import Segmenter
+from segapp.model.runtime import synchronize
 
 
 def recipe_transformers(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
@@ -70,7 +71,7 @@ def bench_latency(segmenter: Segmenter, slices: list[np.ndarray], repeats: int) 
         share of equal pixels) and ``pixel_agreement_vs_notebook_min`` (the worst slice).
     """
     model, device = segmenter.model, segmenter.device
-    sync = device_sync(device)
+    sync = functools.partial(synchronize, device)
 
     def ours(gray: np.ndarray) -> np.ndarray:
         return segmenter.predict(gray).mask
@@ -139,7 +140,7 @@ def bench_concurrency(segmenter: Segmenter, slices: list[np.ndarray], clients: i
         result["lone_request_ms"] = interleaved_ms(
             {"one_by_one": functools.partial(lone, False), "combined": functools.partial(lone, True)},
             11,
-            device_sync(segmenter.device),
+            functools.partial(synchronize, segmenter.device),
         )
     finally:
         segmenter.max_batch_size, segmenter.combine_requests = saved
@@ -158,7 +159,7 @@ def _against(candidate: Segmenter, reference: Segmenter, slices: list[np.ndarray
         is ``(A, B)`` for (candidate, reference).
     """
     a, b = names
-    sync = device_sync(reference.device)
+    sync = functools.partial(synchronize, reference.device)
     saved = reference.max_batch_size
     reference.max_batch_size = batch
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -10,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 
 from segapp.synthetic import generate_slice
 
@@ -28,17 +26,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 def phantom_slices(count: int) -> list[np.ndarray]:
     """``count`` (H, W) uint8 phantom slices with organs, cycling through the real sizes."""
     return [generate_slice(100 + i, size=SIZES[i % len(SIZES)], empty=False).image8 for i in range(count)]
-
-
-def _no_sync() -> None:
-    pass
-
-
-def device_sync(device: torch.device) -> Callable[[], None]:
-    """What waits for ``device`` to finish its queued work (CUDA runs asynchronously); a no-op elsewhere."""
-    if device.type == "cuda":
-        return functools.partial(torch.cuda.synchronize, device)
-    return _no_sync
 
 
 def interleaved_ms(runs: dict[str, Callable[[], Any]], repeats: int, sync: Callable[[], None]) -> dict[str, float]:

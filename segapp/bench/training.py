@@ -14,6 +14,7 @@ with PIL, in a ``DataLoader`` with ``num_workers=0``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -26,16 +27,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segapp.bench.measure import device_sync, interleaved_ms, phantom_slices
+from segapp.bench.measure import interleaved_ms, phantom_slices
 from segapp.cli import add_compile_option, add_device_option
-from segapp.inference.segmenter import pick_device
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.processing import ProcessingConfig, normalize, resize_gray
+from segapp.model.runtime import pick_device, synchronize
 from segapp.model.weights import load_model
 from segapp.training.augment import PRESETS, augment
 from segapp.training.config import TrainConfig
 from segapp.training.data import find_pairs
-from segapp.training.devices import resolve_precision, synchronize
+from segapp.training.devices import resolve_precision
 from segapp.training.loop import train
 from segapp.training.loss import segmentation_loss
 
@@ -185,7 +186,7 @@ def bench_augment(*, device: str = "cpu", batch_size: int = 6, image_size: int =
     runs: dict[str, Any] = {name: (lambda config=config: augment(images, masks, config, generator))
                             for name, config in PRESETS.items()}
     # Round-robin with the step, so load from elsewhere on a shared machine hits both alike.
-    times = interleaved_ms({**runs, "step": step}, repeats, device_sync(target))
+    times = interleaved_ms({**runs, "step": step}, repeats, functools.partial(synchronize, target))
     step_ms = times.pop("step")
     return {
         "device": str(target), "batch_size": batch_size, "image_size": image_size, "threads": torch.get_num_threads(),

@@ -16,10 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from segapp.bench.measure import device_sync
 from segapp.inference.exports import algorithm_of, write_volume_outputs
 from segapp.inference.segmenter import Segmenter
 from segapp.io.volume import read_volume
+from segapp.model.runtime import synchronize
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series
 
@@ -43,7 +43,7 @@ def bench_volume(segmenter: Segmenter, *, slices: int = 144, repeats: int = 3) -
         with their pre/post-processing, ``nifti``, ``dicom_seg``, ``rtstruct``), ``total_ms``
         and ``non_model_share`` (everything but ``model`` over ``model``).
     """
-    sync = device_sync(segmenter.device)
+    sync = partial(synchronize, segmenter.device)
     volume = phantom_volume(11, 1, 0, first=1 + (144 - slices) // 2, count=slices, size=(266, 266))
     algorithm = algorithm_of(segmenter)
     formats = {"nifti": "nifti", "dicom_seg": "dicom-seg", "rtstruct": "rtstruct"}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from segapp.inference.volume import VolumePrediction
 from segapp.io.dicom_seg import Algorithm, require_dicom
 from segapp.labels import FOREGROUND
+from segapp.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.inference.segmenter import Segmenter
@@ -23,7 +24,6 @@ FILE_NAMES = {"nifti": "segmentation.nii.gz", "dicom-seg": "seg.dcm", "rtstruct"
 
 def algorithm_of(segmenter: Segmenter) -> Algorithm:
     """What a DICOM export names as its maker: segapp's version, the weights' name and hash."""
-    from segapp import __version__
     from segapp.model.weights import weights_fingerprint
 
     source = str(segmenter.loaded.source).rstrip("/\\")

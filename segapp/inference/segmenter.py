@@ -34,7 +34,7 @@ from segapp.labels import LABELS
 from segapp.model.context import single_slice_notice
 from segapp.model.head_folding import fold
 from segapp.model.processing import postprocess, preprocess, remove_small_regions
-from segapp.model.runtime import COMPILE_MODES, RUNTIMES
+from segapp.model.runtime import COMPILE_MODES, RUNTIMES, pick_device, synchronize
 from segapp.model.weights import LoadedModel, load_model, model_summary
 
 if TYPE_CHECKING:
@@ -130,18 +130,6 @@ def class_stats(
             mean_confidence=float(conf_sums[label.id] / n) if n else None,
         )
     return stats
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else Apple MPS, else CPU; anything else as given."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class Segmenter:
@@ -288,7 +276,7 @@ class Segmenter:
         with self._lock:
             start = time.perf_counter()
             pixel_values = preprocess(pixels, self.processing, self.device)  # (B, 3, h, w)
-            self._sync()
+            synchronize(self.device)
             timings["preprocess"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
             batch = pixel_values.shape[0]
@@ -298,7 +286,7 @@ class Segmenter:
                     pixel_values = torch.cat([pixel_values, pixel_values[-1:].expand(bucket - batch, -1, -1, -1)])
             with self._autocast():
                 logits = self._logits(pixel_values)[:batch]  # (B, C, h/4, w/4)
-            self._sync()
+            synchronize(self.device)
             timings["model"] = (time.perf_counter() - start) * 1000
             start = time.perf_counter()
             masks, confidence = postprocess(logits, sizes)
@@ -345,11 +333,6 @@ class Segmenter:
             first = self._forward_fitting(pixels[:half])
             second = self._forward_fitting(pixels[half:])
             return first[0] + second[0], first[1] + second[1], first[2]
-
-    def _sync(self) -> None:
-        # Honest per-step timings need the device to finish; the result is needed right after anyway.
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     @staticmethod
     def _as_scan(image: ImageSource) -> ScanImage:
@@ -478,4 +461,4 @@ class _Ticket:
     done: bool = False
 
 
-__all__ = ["ClassStats", "Prediction", "Segmenter", "class_stats", "pick_device"]
+__all__ = ["ClassStats", "Prediction", "Segmenter", "class_stats"]

@@ -64,6 +64,8 @@ from segapp.labels import NUM_LABELS
 DEFAULT_MAX_PIXELS = 50_000_000
 MIN_SIDE = 8  # pixels; smaller cannot be an MRI slice (the competition's are 234..360)
 ACCEPTED = "PNG, JPEG, TIFF, BMP, WebP or GIF"
+# File endings of the formats above: what a folder of slices is searched for (training, predict, examples).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEAD_BYTES = 1024

@@ -22,6 +22,7 @@ import numpy as np
 from segapp.io.dicom_seg import Algorithm, require_dicom
 from segapp.io.volume import ScanVolume
 from segapp.labels import FOREGROUND
+from segapp.version import __version__
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 # Copied from the images so the structure set joins their patient and study.
@@ -107,7 +108,6 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
     from pydicom.sequence import Sequence
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
 
-    from segapp import __version__
     from segapp.io.files import atomic_path
 
     require_dicom(volume, "RTSTRUCT")

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segapp.cli import DEVICE_HELP
 from segapp.model.context import check_offsets
-from segapp.model.runtime import COMPILE_MODES
+from segapp.model.runtime import COMPILE_MODES, DEVICE_HELP
 from segapp.model.weights import DEFAULT_BASE
 from segapp.training.augment import LEVERS, PRESETS, AugmentConfig, preset
 from segapp.training.run_log import TENSORBOARD_CHOICES

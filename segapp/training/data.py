@@ -30,14 +30,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segapp.io.image import InvalidImageError, ScanImage, read_image
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image
 from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
 from segapp.io.volume import InvalidVolumeError
 from segapp.labels import NUM_LABELS
 from segapp.model.context import SlicePlace, placed_context_indices, slice_places, volume_places
 from segapp.model.processing import ProcessingConfig, resize_gray
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")  # all read_image reads
 
 
 class DataError(ValueError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from segapp.inference.segmenter import pick_device
+from segapp.model.runtime import pick_device
 from segapp.training.data import TrainSet
 
 
@@ -101,9 +101,3 @@ def keep_data_on_device(train_set: TrainSet, device: torch.device, mode: str) ->
         return True
     free, _ = torch.cuda.mem_get_info(device)
     return train_set.nbytes < 0.25 * free  # leave the rest to the model
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA), so host timers measure it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

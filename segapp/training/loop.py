@@ -25,6 +25,7 @@ from segapp.model.context import FLAT
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.inflate import centre_channel_init
 from segapp.model.processing import ProcessingConfig, normalize
+from segapp.model.runtime import synchronize
 from segapp.model.weights import LoadedModel, load_model, recover_interrupted_save
 from segapp.training.augment import augment
 from segapp.training.checkpoint import load_state, model_card, save_checkpoint
@@ -37,7 +38,6 @@ from segapp.training.devices import (
     leave_distributed,
     resolve_precision,
     setup_distributed,
-    synchronize,
 )
 from segapp.training.loss import segmentation_loss
 from segapp.training.run_log import RunLog, tensorboard_writer_class

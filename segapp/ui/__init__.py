@@ -1,8 +1,9 @@
-"""The web application: page, callbacks, theme, pictures and start-up (Gradio).
+"""The web application: page, callbacks, theme and start-up (Gradio).
 
-The page's names are imported lazily: ``segapp.ui.render`` (overlays, colour masks) serves the
-command-line tools without importing Gradio. Importing the page imports Gradio but not torch,
-and loads no model.
+The page's names are imported lazily, so importing ``segapp.ui`` costs nothing until one is
+used. Importing the page imports Gradio but not torch, and loads no model. The pictures it shows
+(overlays, colour masks) are drawn by :mod:`segapp.inference.render`, which the command-line
+tools share.
 """
 
 from __future__ import annotations

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import gradio as gr
 import numpy as np
 
-from segapp import __version__
-from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.inference.render import color_mask, confidence_map, overlay
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image, save_mask_png, save_png
 from segapp.labels import FOREGROUND, LABELS
 from segapp.model.context import FLAT, format_offsets
-from segapp.ui.render import color_mask, confidence_map, overlay
+from segapp.version import __version__
 
 if TYPE_CHECKING:  # torch stays unimported until a model is needed
     from segapp.inference.segmenter import Prediction, Segmenter
@@ -41,8 +41,6 @@ APP_MAX_PIXELS = 4096 * 4096
 # A slice file is well under 1 MB. The server's own upload bound is the volume tab's (hundreds
 # of MB, Gradio has one bound per app), so the slice tab and /segment refuse bigger files here.
 MAX_SLICE_MB = 50
-# Accepted example files, in the order read_image lists its formats.
-EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 MAX_SPACING_MM = 50.0  # beyond any MRI pixel; a typo such as "15" for "1.5" still passes
 OUTPUT_PREFIX = "segapp-"
 
@@ -379,7 +377,7 @@ def find_examples(folder: str | Path | None) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         return []
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXAMPLE_SUFFIXES)
+    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class OutputFolders:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from segapp.inference.render import overlay
 from segapp.labels import FOREGROUND
-from segapp.ui.render import overlay
 
 
 @dataclass(frozen=True, eq=False)

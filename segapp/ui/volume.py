@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 
-from segapp import __version__
 from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
 from segapp.labels import FOREGROUND, LABELS
 from segapp.ui.callbacks import (
@@ -40,6 +39,7 @@ from segapp.ui.callbacks import (
     weights_name,
 )
 from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
+from segapp.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.inference.segmenter import Segmenter

@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from segapp.inference.segmenter import Segmenter, class_stats, pick_device
+from segapp.inference.segmenter import Segmenter, class_stats
 from segapp.io.image import InvalidImageError, read_image
 from segapp.model.processing import postprocess, preprocess
+from segapp.model.runtime import pick_device
 
 
 def _slice(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.render import color_mask
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import read_image
 from segapp.labels import LABELS
@@ -29,7 +30,6 @@ from segapp.ui.callbacks import (
     parse_spacing_text,
 )
 from segapp.ui.page import OUTPUT_SUBDIR, build_demo, in_field_order
-from segapp.ui.render import color_mask
 from segapp.ui.server import (
     SAME,
     LazySegmenter,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from segapp.inference.render import color_mask, confidence_map, overlay
 from segapp.labels import LABELS
-from segapp.ui.render import color_mask, confidence_map, overlay
 
 
 def _mask() -> np.ndarray:
@@ -60,7 +60,7 @@ def test_confidence_map_ends_and_monotone_brightness() -> None:
 
 
 def test_confidence_map_table_matches_the_exact_ramp_within_one_level() -> None:
-    from segapp.ui.render import _viridis
+    from segapp.inference.render import _viridis
 
     conf = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     conf[0, :3] = [np.nan, -0.5, 1.5]  # NaN and out-of-range values read as 0, 0 and 1
