@@ -86,7 +86,7 @@ def bench_page(
     missing = page_available()
     if missing:
         raise RuntimeError(missing)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # a test dependency, checked above
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
@@ -197,7 +197,7 @@ def bench_volume_page(url: str, archive: str | Path, *, steps: int = 60, browser
     """Upload-to-result time of ``archive`` and the keyboard slice-step latency (p50, p95, max),
     in the volume tab of the page at ``url``; ``steps`` up then ``steps`` down from the middle."""
     if browser is None:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # a test dependency (see page_available)
 
         executable = find_chromium()
         if executable is None:

@@ -96,6 +96,7 @@ def run_benchmarks(options: BenchOptions, echo: Callable[[str], None] = _say) ->
     if "volume" not in options.skip and missing:
         echo(f"6. volume: skipped, needs {', '.join(missing)} (pip install -r requirements.txt)")
     elif "volume" not in options.skip:
+        # Imported only now: the DICOM and NIfTI stack may be missing (checked just above).
         from segapp.bench.volume import bench_volume
 
         results["volume"] = bench_volume(segmenter, slices=24 if quick else 144, repeats=1 if quick else 3)
@@ -123,6 +124,7 @@ def run_benchmarks(options: BenchOptions, echo: Callable[[str], None] = _say) ->
 def bench_train(device: str, quick: bool) -> dict[str, Any]:
     """Training images/s against a plain DataLoader (:func:`segapp.bench.training.bench_training`)
     on fresh phantom data, with step counts that fit the device."""
+    # The training code and the phantom generator load only for this part (inference-only runs start faster).
     from segapp.bench.training import bench_training
     from segapp.synthetic import generate_dataset
 

@@ -29,7 +29,7 @@ from segapp.model.runtime import synchronize
 
 def recipe_transformers(model: torch.nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
     """(a) The transformers documentation recipe with its defaults (512 x 512)."""
-    from transformers import SegformerImageProcessor
+    from transformers import SegformerImageProcessor  # seconds to import: only for this comparison
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -17,8 +18,6 @@ SIZES = [(266, 266), (360, 310), (234, 234), (276, 276)]  # (width, height), as 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` right now (for tests, benchmarks and scripts that start the page)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -47,6 +47,8 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
         ``volume_page`` (:func:`segapp.bench.browser.bench_volume_page` on the volume tab's example
         of ``volume_slices`` slices, or None) and ``page_skipped`` (why the page was not timed, or None).
     """
+    # The web stack (Gradio, its client, the page) loads only when the web part runs, so the other
+    # parts and --help do without it; gradio_client is a test dependency, not a runtime one.
     import httpx
     from gradio_client import Client, handle_file  # type: ignore[import-untyped]  # ships no type hints
 
@@ -91,7 +93,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
         page = None if page_skipped else bench_page(url, files, repeats, baseline=segmenter.predict)
         volume_page = None
         if not page_skipped:
-            from segapp.ui.volume import make_example_zip
+            from segapp.ui.volume import make_example_zip  # the page's own example (see above)
 
             volume_page = bench_volume_page(url, make_example_zip(folder, count=volume_slices),
                                             steps=10 if repeats <= 3 else 60)
@@ -121,7 +123,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
 
 def _echo_app() -> tuple[gr.Blocks, str]:
     """A Gradio app whose endpoint takes a file and returns it: the framework's own floor."""
-    import gradio as gr
+    import gradio as gr  # the web part only (see bench_web)
 
     with gr.Blocks() as demo:
         source, target = gr.File(), gr.File()
@@ -138,6 +140,7 @@ def bench_startup(weights: str, device: str, timeout: float = 120) -> dict[str, 
         TimeoutError: Nothing served within ``timeout`` seconds.
         RuntimeError: The app exited first (its last stderr lines in the message).
     """
+    # A test dependency, loaded only for this part.
     from gradio_client import Client, handle_file  # type: ignore[import-untyped]  # ships no type hints
 
     port = free_port()

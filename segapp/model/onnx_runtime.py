@@ -57,7 +57,7 @@ class OnnxExportError(OnnxError):
 
 
 def _import_onnxruntime() -> Any:
-    try:
+    try:  # the optional extra segapp[onnx]: imported on first use, so a torch-only install works
         import onnx  # noqa: F401  (the exporter needs both)
         import onnxruntime  # type: ignore[import-untyped]  # ships no type information
         import onnxscript  # noqa: F401
@@ -86,7 +86,7 @@ def default_cache_dir() -> Path:
 def export_key(network: nn.Module, height: int, width: int) -> str:
     """Content hash naming the exported graph: parameters and buffers (names, dtypes, shapes,
     values), the network's class, the input size and the torch / exporter versions."""
-    import onnxscript
+    import onnxscript  # the optional extra, present once _import_onnxruntime has passed
 
     digest = hashlib.sha256()
     header = f"{EXPORT_VERSION}|{type(network).__qualname__}|{height}x{width}|torch {torch.__version__}|onnxscript {onnxscript.__version__}"

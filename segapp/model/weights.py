@@ -19,6 +19,7 @@ and a model card ``README.md``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from segapp.io.files import atomic_folder, previous_path, recover_interrupted_swap
 from segapp.labels import FOREGROUND, ID2LABEL, LABEL2ID, NUM_LABELS
@@ -82,6 +85,7 @@ class LoadedModel:
 
 
 def _transformers():
+    # transformers takes seconds to import: loaded with the first model, so --help and the page start fast.
     import transformers
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
@@ -206,9 +210,6 @@ def _read_lightning(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -234,8 +235,6 @@ def _from_folder(folder: Path, *, reset_head: bool) -> Any:
             "label2id": dict(LABEL2ID),
             "ignore_mismatched_sizes": True,
         }
-    from safetensors import SafetensorError
-
     try:
         return SegformerForSemanticSegmentation.from_pretrained(str(folder), **kwargs)
     except SafetensorError as exc:
@@ -256,7 +255,6 @@ def _from_folder(folder: Path, *, reset_head: bool) -> Any:
 def _from_state_dict(state: dict[str, torch.Tensor], *, reset_head: bool) -> Any:
     # Through a folder, so transformers renames legacy weight names for us.
     config = config_from_state_dict(state)
-    from safetensors.torch import save_file
 
     with tempfile.TemporaryDirectory(prefix="segapp-load-") as tmp:
         config.save_pretrained(tmp)
@@ -265,6 +263,7 @@ def _from_state_dict(state: dict[str, torch.Tensor], *, reset_head: bool) -> Any
 
 
 def _from_hub(repo_id: str, *, reset_head: bool) -> tuple[Any, Path]:
+    # Only a hub id needs the hub client (and its HTTP stack) loaded.
     from huggingface_hub import snapshot_download
 
     try:
@@ -535,8 +534,6 @@ def hash_state(digest: Any, network: Any) -> None:
 def weights_fingerprint(network: Any) -> str:
     """Short content hash (16 hex digits of sha256) of a network's weights, for outputs that must
     name exactly what made them (DICOM exports)."""
-    import hashlib
-
     digest = hashlib.sha256()
     hash_state(digest, getattr(network, "_orig_mod", network))
     return digest.hexdigest()[:16]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from segapp.io.files import atomic_file
 from segapp.io.rle import rle_encode
@@ -178,12 +179,8 @@ def _plan(seed: int, train: int, valid: int, raw: bool, style: str, anatomy: str
 
 
 def _progress(total: int, enabled: bool) -> Callable[[int], None]:
-    """A tqdm bar's update function, or a no-op without tqdm or when disabled."""
+    """A tqdm bar's update function, or a no-op when disabled."""
     if not enabled or total == 0:
-        return lambda n: None
-    try:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # optional, no stubs
-    except ImportError:
         return lambda n: None
     bar = tqdm(total=total, unit="slice", desc="phantom")
 
@@ -193,6 +190,41 @@ def _progress(total: int, enabled: bool) -> Callable[[int], None]:
             bar.close()
 
     return update
+
+
+def _check_request(out: Path, *, train: int, valid: int, raw: bool, overwrite: bool, style: str,
+                   anatomy: str) -> None:
+    """Refuse a request :func:`generate_dataset` cannot honour; with ``overwrite``, clear its old outputs."""
+    if train < 0 or valid < 0:
+        raise ValueError(f"slice counts must be >= 0, got train={train}, valid={valid}")
+    if raw and valid:
+        raise ValueError("the raw layout has no validation split: use valid=0 and split by case later")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty")
+        for name in ("train", "valid"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / "train.csv").unlink(missing_ok=True)
+    if style != "mixed" and style not in STYLES:
+        raise ValueError(f"style {style!r} is not one of {', '.join(STYLES)} or mixed")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy {anatomy!r} is not one of {', '.join(ANATOMIES)}")
+
+
+def _render_jobs(jobs: list[_Job], out: Path, *, workers: int,
+                 update: Callable[[int], None]) -> list[tuple[list[list[str]], int, str]]:
+    """Each job's result, in job order; a job's files depend only on (seed, case, day), never on the worker."""
+    results = []
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for job, result in zip(jobs, pool.map(_run_job, jobs, [out] * len(jobs))):
+                results.append(result)
+                update(len(job.slices))
+    else:
+        for job in jobs:
+            results.append(_run_job(job, out))
+            update(len(job.slices))
+    return results
 
 
 def generate_dataset(
@@ -227,7 +259,7 @@ def generate_dataset(
         valid: Validation slices, >= 0; must be 0 for the raw layout.
         seed: >= 0; equal seeds give byte-identical files.
         raw: Write the raw competition layout.
-        progress: Show a tqdm progress bar when tqdm is installed.
+        progress: Show a tqdm progress bar.
         workers: Processes to render with; the files do not depend on it.
         overwrite: In a non-empty ``out``, delete this generator's outputs (``train/``,
             ``valid/``, ``train.csv``) first; other files stay.
@@ -244,38 +276,14 @@ def generate_dataset(
         FileExistsError: ``out`` is not empty and ``overwrite`` is False.
     """
     out, seed = Path(out), _check_seed(seed)
-    if train < 0 or valid < 0:
-        raise ValueError(f"slice counts must be >= 0, got train={train}, valid={valid}")
-    if raw and valid:
-        raise ValueError("the raw layout has no validation split: use valid=0 and split by case later")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty")
-        for name in ("train", "valid"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / "train.csv").unlink(missing_ok=True)
-    if style != "mixed" and style not in STYLES:
-        raise ValueError(f"style {style!r} is not one of {', '.join(STYLES)} or mixed")
-    if anatomy not in ANATOMIES:
-        raise ValueError(f"anatomy {anatomy!r} is not one of {', '.join(ANATOMIES)}")
+    _check_request(out, train=train, valid=valid, raw=raw, overwrite=overwrite, style=style, anatomy=anatomy)
     jobs = _plan(seed, train, valid, raw, style, anatomy)
     out.mkdir(parents=True, exist_ok=True)
     for split in () if raw else ("train", "valid"):
         for kind in ("images", "masks"):
             (out / split / kind).mkdir(parents=True, exist_ok=True)
 
-    # Render: each job's output depends only on (seed, case, day), never on the worker.
-    update = _progress(train + valid, progress)
-    results = []
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for job, result in zip(jobs, pool.map(_run_job, jobs, [out] * len(jobs))):
-                results.append(result)
-                update(len(job.slices))
-    else:
-        for job in jobs:
-            results.append(_run_job(job, out))
-            update(len(job.slices))
+    results = _render_jobs(jobs, out, workers=workers, update=_progress(train + valid, progress))
 
     if raw:
         with atomic_file(out / "train.csv", "w", newline="") as f:  # UTF-8

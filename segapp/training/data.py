@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm.auto import tqdm
 
 from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image
 from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
@@ -271,6 +272,5 @@ def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet
 def _progress(items: list, enabled: bool, desc: str, unit: str):
     if not enabled:
         return items
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
     return tqdm(items, desc=desc, unit=unit, leave=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from segapp.io.files import write_text_atomic
 from segapp.model.context import FLAT
@@ -364,8 +365,6 @@ def train_epoch(run: Run, state: TrainState) -> None:
     batches = epoch_batches(run, state.epoch)
     bar = None
     if config.progress and run.dist.main:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(batches), initial=state.micro_done, desc=f"epoch {state.epoch + 1}/{config.epochs}",
                    unit="batch", leave=False)
     state.epoch_started, state.epoch_images = time.perf_counter(), 0

@@ -27,7 +27,7 @@ class RunLogError(RuntimeError):
 
 def _summary_writer_class() -> Callable[..., Any] | None:
     """torch's SummaryWriter, or None when the tensorboard package is missing."""
-    try:
+    try:  # optional: imported here so that a missing tensorboard only turns logging off
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # torch raises ImportError naming tensorboard when it is absent
         return None

@@ -14,13 +14,11 @@ the image, ``align_corners=False``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from segapp.training.augment import AugmentConfig
+from segapp.training.augment.config import AugmentConfig
 
 ELASTIC_GRID = 5  # control points per axis of the elastic field: a few bends across the body
 

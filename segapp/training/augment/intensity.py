@@ -10,15 +10,12 @@ not drawn for a lever comes back bit for bit.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from segapp.training.augment.config import AugmentConfig
 from segapp.training.augment.geometry import chance, uniform
-
-if TYPE_CHECKING:
-    from segapp.training.augment import AugmentConfig
 
 REMAP_POINTS = 6  # control points of a grey-level curve on 0..1 (the first is black: air stays dark)
 LUT_SIZE = 256  # entries of the sampled curve
