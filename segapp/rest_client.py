@@ -2,7 +2,7 @@
 
 Four requests, no ``gradio_client``: upload the file (``POST /gradio_api/upload``), queue the call
 (``POST /gradio_api/call/NAME``), read the event's result stream
-(``GET /gradio_api/call/NAME/EVENT_ID``), download the output file. The README shows the same
+(``GET /gradio_api/call/NAME/EVENT_ID``), download the output file. docs/web-app.md shows the same
 steps with curl. Used by the benchmark (:mod:`segapp.bench`) and the load test
 (``scripts/load_test.py``); every function takes an ``httpx.Client`` whose ``base_url`` is the app.
 """

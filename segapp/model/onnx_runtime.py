@@ -4,7 +4,7 @@ Install the extra first: ``pip install "segapp[onnx]"`` (onnxruntime, onnx, onnx
 
 The network the Segmenter runs (normally the folded form, :mod:`segapp.model.head_folding`) is exported
 once with torch's ``torch.export``-based ONNX exporter, whose optimised graph ONNX Runtime's CPU
-provider runs markedly faster than eager PyTorch on small CPUs (figures in the README). Exports are
+provider runs markedly faster than eager PyTorch on small CPUs (figures in docs/performance.md). Exports are
 cached by content: the file name is a hash of the weights, the input size and the library
 versions, so a second start with the same weights skips the export, and new weights never reuse a
 stale graph. Files are written to a temporary name and renamed, so a crash mid-export never leaves

@@ -63,7 +63,7 @@ def find_pairs(split_dir: str | Path) -> list[Pair]:
         if not folder.is_dir():
             raise DataError(
                 f"Missing folder {folder}. Expected the layout {split}/images/*.png and "
-                f"{split}/masks/*.png (see README, 'Data layout'), which "
+                f"{split}/masks/*.png (see docs/training.md, 'Data layout'), which "
                 "`python -m segapp.prepare` makes from the competition download, or labelled "
                 f"volumes in {split}/ ({LAYOUTS})."
             )
