@@ -50,11 +50,13 @@ RUN printf '%s\n' "torch==${TORCH_VERSION}" ${PINNED} > /tmp/segapp-constraints.
 RUN pip check
 # <<< install
 
-# The app, the package with its bundled weights and example slices (segapp/bundled/), and the
-# style sheet (assets/); nothing else. Owned by root, so read-only to the app's user: it writes
-# nothing but its upload cache in /tmp.
+# The app, the package with its bundled weights (segapp/bundled/), the example slices (examples/,
+# which segapp.bundled.EXAMPLES_DIR finds next to the package) and the style sheet (assets/);
+# nothing else. Owned by root, so read-only to the app's user: it writes nothing but its upload
+# cache in /tmp.
 COPY app.py ./
 COPY segapp/ segapp/
+COPY examples/ examples/
 COPY assets/ assets/
 
 USER user

@@ -9,9 +9,9 @@ Reproduces, in one process, what these commands do:
     python -m segapp.evaluate --data WORK/phantom-eval/valid --weights WORK/run/best
 
 then writes WORK/run/best to segapp/bundled/model with a model card carrying the evaluation on
-the fresh seed, and copies six evaluation slices with organs to segapp/bundled/examples/. E is
+the fresh seed, and copies six evaluation slices with organs to examples/ (top level). E is
 chosen from a short throughput probe so that training fits ``--minutes`` (a GPU is expected: on
-2 CPU cores expect hours, see README).
+2 CPU cores expect hours, see docs/training.md).
 
     python scripts/bundle_weights.py --work /tmp/bundle --minutes 4.5
 """

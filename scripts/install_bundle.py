@@ -9,7 +9,7 @@
 3. writes the model folder (``--model-out``, default segapp/bundled/model) with a model card: the
    notice, --data-file's text, the commands of --command-file and the fresh-set figures;
 4. copies six slices of --eval-data with at least two organs (at most two of each size) to
-   ``--examples-out`` (default segapp/bundled/examples), replacing the PNGs there.
+   ``--examples-out`` (default: the top-level examples/), replacing the PNGs there.
 
 The volume mode's 2.5D weights go the same way into segapp/bundled/model-2.5d, scored on fresh
 labelled volumes (2D, 3D and competition figures) and without examples::

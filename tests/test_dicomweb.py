@@ -217,17 +217,16 @@ def test_a_study_with_several_mr_series_picks_the_axial_one_and_refuses_a_sagitt
     assert "1.2.3.4.5.6" in str(caught.value) and described in str(caught.value)
 
 
-def test_the_readme_python_snippet_runs_against_orthanc(orthanc: Orthanc, tiny_segmenter, tmp_path: Path,
-                                                       monkeypatch) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## PACS"):readme.index("\n## ", readme.index("## PACS") + 1)]
-    [block] = re.findall(r"^```py\n(.*?)^```", section, flags=re.M | re.S)
+def test_the_docs_python_snippet_runs_against_orthanc(orthanc: Orthanc, tiny_segmenter, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "pacs.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"^```py\n(.*?)^```", page, flags=re.M | re.S)
     files, header = phantom_series(tmp_path / "series", seed=16, count=3)
     orthanc.upload(files)
     # The bundled weights would do, slower: the tiny model stands in for them.
     monkeypatch.setattr(dicomweb, "_load", lambda weights, device: tiny_segmenter)
     namespace: dict[str, object] = {"study_uid": str(header.StudyInstanceUID)}
-    exec(compile(block.replace("http://127.0.0.1:8042", orthanc.url), "README.md", "exec"), namespace)
+    exec(compile(block.replace("http://127.0.0.1:8042", orthanc.url), "docs/pacs.md", "exec"), namespace)
     assert set(namespace["result"].new_series) == {"seg", "rtstruct"}  # type: ignore[attr-defined]
 
 

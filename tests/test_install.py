@@ -1,6 +1,7 @@
 """A wheel carries what the commands need: built from this checkout, installed (not editable) into a
 fresh virtual environment, its ``segapp-predict`` segments a bundled example with the default
-weights from a working directory outside the repository.
+weights from a working directory outside the repository. The example slices come from the
+checkout's top-level ``examples/`` and land inside the package (``segapp/bundled/examples/``).
 
 Slow (a wheel build and a venv; about a minute), run with ``SEGAPP_SLOW=1``. The venv sees the
 system site-packages so that torch is not installed again; the test checks that the segapp it
@@ -64,8 +65,16 @@ def test_wheel_install_predicts_with_the_bundled_weights_outside_the_checkout(tm
          cwd=tmp_path, env=env)
     (wheel,) = wheels.glob("segapp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in [*MODEL_DIR.iterdir(), *EXAMPLES_DIR.iterdir()]:
+    for path in MODEL_DIR.iterdir():
         assert path.relative_to(ROOT).as_posix() in names, f"{path.name} is not in the wheel"
+    # The example slices live once, in the checkout's top-level examples/; the build maps them into
+    # the package (setup.py), and nothing else of the checkout's top level goes in.
+    assert EXAMPLES_DIR == ROOT / "examples" and not (ROOT / "segapp" / "bundled" / "examples").exists()
+    examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.png"))
+    assert len(examples) == 6
+    shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("segapp/bundled/examples/") and n.endswith(".png"))
+    assert shipped == examples
+    assert not any(n.startswith("examples/") for n in names)
 
     # A fresh venv; --ignore-installed, as the editable segapp of the system site is the same version.
     venv = tmp_path / "venv"
@@ -87,6 +96,10 @@ def test_wheel_install_predicts_with_the_bundled_weights_outside_the_checkout(tm
         assert Path(where[key]).is_relative_to(site), f"{key}: {where[key]} is not the wheel's copy"
     assert Path(where["default"]) == Path(where["model"])
     assert sorted(p.name for p in Path(where["model"]).iterdir()) == sorted(p.name for p in MODEL_DIR.iterdir())
+    assert Path(where["examples"]) == Path(where["segapp"]).parent / "bundled" / "examples"
+    assert sorted(p.name for p in Path(where["examples"]).glob("*.png")) == examples
+    for name in examples:  # the same bytes as the checkout's examples/
+        assert (Path(where["examples"]) / name).read_bytes() == (EXAMPLES_DIR / name).read_bytes()
 
     # The installed command, default weights, on a bundled example, run from outside the repository.
     example = sorted(Path(where["examples"]).glob("*.png"))[0]

@@ -1,8 +1,10 @@
 """What ships inside the package: the demonstration weights and the example slices.
 
-Both are package data (``pyproject.toml``), so an installed wheel has them exactly where a
-source checkout does. The web app, the command-line defaults, the benchmark and the scripts
-all find them through the constants below, never through the repository's layout.
+Both are package data, so an installed wheel has them. The weights live in this folder
+(``model/``); the example slices live once, in the repository's top-level ``examples/`` folder,
+which the build maps into the package as ``segapp/bundled/examples/`` (``setup.py``). The web
+app, the command-line defaults, the benchmark and the scripts all find them through the
+constants below, never through the repository's layout.
 
 A second model folder, :data:`VOLUME_MODEL_DIR`, may ship next to the slice weights: a 2.5D
 model that the web app's volume mode uses (2.5D models read neighbouring slices, so they serve
@@ -23,7 +25,16 @@ MODEL_DIR: Path = _HERE / "model"
 """The bundled demonstration weights: a model folder (``config.json``, ``model.safetensors``,
 ``preprocessor_config.json`` and the model card ``README.md``)."""
 
-EXAMPLES_DIR: Path = _HERE / "examples"
+
+def _examples_dir(here: Path) -> Path:
+    """The example slices: inside the package in an installed wheel, else (a source checkout, an
+    editable install, the Docker image, a Space) the checkout's top-level ``examples/``."""
+    shipped = here / "examples"
+    # Slices, not just the folder: a checkout may keep an empty folder from before the move.
+    return shipped if any(shipped.glob("*.png")) else here.parents[1] / "examples"
+
+
+EXAMPLES_DIR: Path = _examples_dir(_HERE)
 """Six competition-named phantom slices (8-bit PNG) that the page offers as examples."""
 
 VOLUME_MODEL_DIR: Path = _HERE / "model-2.5d"

@@ -12,10 +12,11 @@
 # On 2 CPU cores with nothing else running: about 4 minutes of training a run (20 images/s at 192),
 # and 2 minutes a scoring set of 400 slices (about 3.5 slices/s).
 set -eu
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)  # the repository: this file is docs/experiments/<name>.sh
 OUT=${OUT:-./domain-out}; DATA=${DATA:-$OUT/data}; mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=${PYTHONPATH:-$ROOT} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 STEPS=${STEPS:-500}; BATCH=${BATCH:-8}; SIZE=${SIZE:-192}; DEVICE=${DEVICE:-auto}
-BASE=${BASE:-segapp/bundled/model}; TRAIN_STYLE=${TRAIN_STYLE:-bssfp}; WORKERS=${WORKERS:-$(nproc)}
+BASE=${BASE:-$ROOT/segapp/bundled/model}; TRAIN_STYLE=${TRAIN_STYLE:-bssfp}; WORKERS=${WORKERS:-$(nproc)}
 SCORES=(bssfp t2 t1 variant)
 STAGE=${STAGE:-all}
 phantom() { python -m segapp.phantom --workers "$WORKERS" --quiet "$@"; }

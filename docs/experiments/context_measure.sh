@@ -9,18 +9,19 @@
 #   STAGE=all    the three in a row (default)
 # Sizes: TRAIN_SLICES (2400), SCORE_SLICES (1200), STEPS (3000), BATCH (16), SIZE (288), VALID_EVERY (4
 # epochs), DEVICE (auto), BASE (scratch; or a model folder to fine-tune from, e.g. segapp/bundled/model),
-# AUGMENT (classic, the set the README table was measured with; or domain).
+# AUGMENT (classic, the set the table in docs/experiments/context-2.5d.md was measured with; or domain).
 # The phantoms are deterministic per seed, so data made twice is the same data.
 # A tiny check of the whole way (about 35 s on 2 CPU cores):
-#   TRAIN_SLICES=120 SCORE_SLICES=80 STEPS=4 BATCH=4 SIZE=64 bash scripts/context_measure.sh
+#   TRAIN_SLICES=120 SCORE_SLICES=80 STEPS=4 BATCH=4 SIZE=64 bash docs/experiments/context_measure.sh
 # On the GPU machine (no scipy there, and only small results come back): train there, score here:
-#   there: DATA=/tmp/ctx-data OUT=/tmp/ctx STAGE=data bash scripts/context_measure.sh &&
-#          DATA=/tmp/ctx-data OUT=/tmp/ctx STAGE=train bash scripts/context_measure.sh &&
+#   there: DATA=/tmp/ctx-data OUT=/tmp/ctx STAGE=data bash docs/experiments/context_measure.sh &&
+#          DATA=/tmp/ctx-data OUT=/tmp/ctx STAGE=train bash docs/experiments/context_measure.sh &&
 #          for r in 2d ctx1 ctx2; do mkdir -p $OUT/runs/$r && cp -r /tmp/ctx/runs/$r/{best,summary.json,metrics.jsonl} $OUT/runs/$r/; done
-#   here:  OUT=<the fetched folder> STAGE=data bash scripts/context_measure.sh && OUT=<same> STAGE=score bash scripts/context_measure.sh
+#   here:  OUT=<the fetched folder> STAGE=data bash docs/experiments/context_measure.sh && OUT=<same> STAGE=score bash docs/experiments/context_measure.sh
 set -eu
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)  # the repository: this file is docs/experiments/<name>.sh
 OUT=${OUT:-./ctx-out}; DATA=${DATA:-$OUT/data}; mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=${PYTHONPATH:-$ROOT} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 TRAIN_SLICES=${TRAIN_SLICES:-2400}; SCORE_SLICES=${SCORE_SLICES:-1200}
 STEPS=${STEPS:-3000}; BATCH=${BATCH:-16}; SIZE=${SIZE:-288}; DEVICE=${DEVICE:-auto}; VALID_EVERY=${VALID_EVERY:-4}; BASE=${BASE:-scratch}; AUGMENT=${AUGMENT:-classic}
 WORKERS=${WORKERS:-$(nproc)}

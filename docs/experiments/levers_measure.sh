@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #19, capacity and schedule levers, on the mixed phantom of scripts/domain_measure.sh
+# Issue #19, capacity and schedule levers, on the mixed phantom of docs/experiments/domain_measure.sh
 # (DATA/mixed: 8,000 slices seed 21 to train and validate; DATA/score-fresh: 500 slices seed 22).
 #   STAGE=runs   SegFormer-B0 and -B1 from random weights, side by side, one CPU thread each (pinned to
 #                a core each where taskset exists), so both get the same machine for the same wall time.
@@ -11,8 +11,9 @@
 #                -> OUT/<run>.json, then the table
 # Everything else equals the bundle's run: batch 6 x 2, 288 px, lr 3e-4 OneCycle, domain preset, seed 19.
 set -eu
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)  # the repository: this file is docs/experiments/<name>.sh
 OUT=${OUT:-./levers-out}; DATA=${DATA:-./domain-out/data}; mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=${PYTHONPATH:-$ROOT} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 WALL=${WALL:-30}; STEPS_B0=${STEPS_B0:-700}; STEPS_B1=${STEPS_B1:-390}; DEVICE=${DEVICE:-cpu}
 FINETUNED=${FINETUNED:-}; MIN_REGION=${MIN_REGION:-50}  # the bundle's clean-up, for every run alike
 STAGE=${STAGE:-all}
