@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 
 from segapp.io.files import atomic_folder, recover_interrupted_swap
-from segapp.io.image import InvalidImageError, read_image, save_mask_png, save_png
+from segapp.io.image import InvalidImageError, save_mask_png, save_png
 from segapp.io.naming import format_slice_name, parse_slice_name
+from segapp.io.readers import read_image
 from segapp.io.rle import RLEError, rle_decode
 from segapp.labels import FOREGROUND, LABEL2ID, NUM_LABELS
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.io.image import read_image
 from segapp.io.naming import parse_slice_name
+from segapp.io.readers import read_image
 from segapp.io.rle import rle_encode
 from segapp.prepare import PrepareError, choose_valid, main, prepare, resolve_overlaps
 from segapp.training.data import find_pairs, read_mask

@@ -19,7 +19,7 @@ from typing import Any
 from segapp.bench.measure import device_sync
 from segapp.inference.exports import algorithm_of, write_volume_outputs
 from segapp.inference.segmenter import Segmenter
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series
 

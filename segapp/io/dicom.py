@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from segapp.io.naming import parse_slice_name
 from segapp.io.volume import (
     MAX_FILES,
     InvalidVolumeError,
@@ -37,6 +38,7 @@ from segapp.io.volume import (
     check_voxels,
     describe,
     plane_name,
+    to_display_order,
 )
 
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines of one series agree to this
@@ -299,8 +301,6 @@ def _slice_png_name(entry_name: str) -> str | None:
     ``.``: it cannot leave the folder or carry patient data); case and day from a
     ``caseN_dayD`` folder of the entry are put in front of it, as the prepared layout names it.
     """
-    from segapp.io.naming import parse_slice_name
-
     parsed = parse_slice_name(entry_name)
     base = PurePosixPath(entry_name.replace("\\", "/")).name
     if parsed is None or not base.lower().endswith(".png"):
@@ -386,11 +386,16 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
     return by_series, skipped
 
 
+def is_dicom_head(head: bytes) -> bool:
+    """Whether a file's first bytes are the 128-byte preamble and "DICM": a DICOM file, however damaged."""
+    return head[128:132] == b"DICM"
+
+
 def has_dicom_magic(path: Path) -> bool:
-    """The 128-byte preamble and "DICM": a DICOM file, however damaged."""
+    """Whether the file at ``path`` starts as a DICOM file does (:func:`is_dicom_head`)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
+            return is_dicom_head(handle.read(132))
     except OSError:
         return False
 
@@ -404,7 +409,7 @@ def _bare_dataset(path: Path) -> bool:
             head = handle.read(132)
     except OSError:
         return False
-    return head[128:132] != b"DICM" and head[:2] == b"\x08\x00"
+    return not is_dicom_head(head) and head[:2] == b"\x08\x00"
 
 
 def _non_image_reason(ds: Any) -> str | None:
@@ -597,8 +602,6 @@ def _decode_message(header: Any, exc: Exception) -> str:
 
 def _assemble(slices: Sequence[_Slice], stack: np.ndarray, step: float, skipped: dict[str, int]) -> ScanVolume:
     """Build the volume in display order from the sorted stack and its geometry."""
-    from segapp.io.volume import to_display_order
-
     first = slices[0]
     row_cos, col_cos = first.orientation[:3], first.orientation[3:]
     normal = _normal(first.orientation)

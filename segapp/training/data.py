@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segapp.io.image import InvalidImageError, ScanImage, read_image
+from segapp.io.image import InvalidImageError, ScanImage
 from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
+from segapp.io.readers import read_image
 from segapp.io.volume import InvalidVolumeError
 from segapp.labels import NUM_LABELS
 from segapp.model.context import SlicePlace, placed_context_indices, slice_places, volume_places

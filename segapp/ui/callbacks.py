@@ -26,7 +26,8 @@ import gradio as gr
 import numpy as np
 
 from segapp import __version__
-from segapp.io.image import InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.image import InvalidImageError, ScanImage, save_mask_png, save_png
+from segapp.io.readers import read_image
 from segapp.labels import FOREGROUND, LABELS
 from segapp.model.context import FLAT, format_offsets
 from segapp.ui.render import color_mask, confidence_map, overlay
