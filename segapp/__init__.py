@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from segapp.version import __version__
 
 _EXPORTS = {
-    "read_image": "segapp.io.image",
+    "read_image": "segapp.io.readers",
     "ScanImage": "segapp.io.image",
     "InvalidImageError": "segapp.io.image",
     "LABELS": "segapp.labels",
@@ -28,7 +28,7 @@ _EXPORTS = {
     "ModelLoadError": "segapp.model.weights",
     "Segmenter": "segapp.inference.segmenter",
     "Prediction": "segapp.inference.segmenter",
-    "read_volume": "segapp.io.volume",
+    "read_volume": "segapp.io.readers",
     "ScanVolume": "segapp.io.volume",
     "InvalidVolumeError": "segapp.io.volume",
     "VolumePrediction": "segapp.inference.volume",
@@ -47,8 +47,9 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
 if TYPE_CHECKING:  # pragma: no cover
     from segapp.inference.segmenter import Prediction, Segmenter
     from segapp.inference.volume import VolumePrediction
-    from segapp.io.image import InvalidImageError, ScanImage, read_image
-    from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
+    from segapp.io.image import InvalidImageError, ScanImage
+    from segapp.io.readers import read_image, read_volume
+    from segapp.io.volume import InvalidVolumeError, ScanVolume
     from segapp.labels import ID2LABEL, LABEL2ID, LABELS, NUM_LABELS
     from segapp.model.processing import ProcessingConfig, postprocess, preprocess
     from segapp.model.weights import LoadedModel, ModelLoadError, load_model, save_model

@@ -157,7 +157,8 @@ def _segment_files(files: Sequence[Path], folder: Path, kinds: Sequence[str], se
                    seconds: dict[str, float]) -> tuple[VolumePrediction, dict[str, Path]]:
     """Read the retrieved files as one volume, segment it, write the chosen DICOM objects."""
     from segapp.inference.exports import algorithm_of, write_volume_outputs
-    from segapp.io.volume import InvalidVolumeError, read_volume
+    from segapp.io.readers import read_volume
+    from segapp.io.volume import InvalidVolumeError
 
     start = time.perf_counter()
     try:

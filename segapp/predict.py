@@ -71,8 +71,9 @@ from segapp.inference.render import overlay
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.io.dicom import has_dicom_magic
 from segapp.io.files import write_text_atomic
-from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, save_mask_png, save_png
 from segapp.io.naming import parse_slice_name, slice_id
+from segapp.io.readers import read_image
 from segapp.io.rle import rle_encode
 from segapp.io.volume import DEFAULT_MAX_VOXELS
 from segapp.labels import FOREGROUND
@@ -713,7 +714,8 @@ def _predict_volume(path: Path, name: str, segmenter: Segmenter, chosen: set[str
                     series: str | None) -> dict[str, Any] | None:
     """One volume input: read, segment, write its formats; its volumes.csv row, or None on failure."""
     from segapp.inference.exports import algorithm_of, applicable_formats, volume_row, write_volume_outputs
-    from segapp.io.volume import InvalidVolumeError, read_volume
+    from segapp.io.readers import read_volume
+    from segapp.io.volume import InvalidVolumeError
 
     try:
         volume = read_volume(path, series=series)

@@ -20,8 +20,8 @@ from helpers import free_port
 from segapp import dicomweb
 from segapp.io.dicom_seg import read_dicom_seg_labels
 from segapp.io.dicomweb import Auth, Pacs, PacsError, Retry, StoreOutcome, stow_outcome
+from segapp.io.readers import read_volume
 from segapp.io.rtstruct import read_rtstruct_labels
-from segapp.io.volume import read_volume
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series
 

@@ -84,7 +84,7 @@ def segmenter_2_5d(tmp_path_factory: pytest.TempPathFactory):
 
 def test_evaluate_on_volumes_with_a_2_5d_model(segmenter_2_5d, tmp_path: Path) -> None:
     from segapp.evaluate import evaluate_volumes
-    from segapp.io.volume import read_volume
+    from segapp.io.readers import read_volume
     from segapp.metrics.volume import volume_metrics
     from segapp.synthetic.volume import phantom_volume
     from segapp.synthetic.volume_files import write_nifti_pair
@@ -136,7 +136,7 @@ def test_evaluate_on_named_slices_feeds_a_2_5d_model_their_neighbours(segmenter_
 def test_evaluate_on_volumes_gives_the_competition_score_of_the_volume_mode(segmenter_2_5d, tmp_path: Path,
                                                                              capsys) -> None:
     from segapp.evaluate import evaluate_volumes, main
-    from segapp.io.volume import read_volume
+    from segapp.io.readers import read_volume
     from segapp.metrics.competition import competition_score, consecutive_volumes
     from segapp.synthetic.volume_files import generate_volumes
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.io.image import read_image
 from segapp.io.naming import slice_id
+from segapp.io.readers import read_image
 from segapp.io.rle import rle_decode
 from segapp.predict import PredictError, collect_inputs, main, predict
 from segapp.training.data import read_mask

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from segapp.io.dicom_seg import read_dicom_seg_labels
+from segapp.io.readers import read_volume
 from segapp.io.rtstruct import read_rtstruct_labels
-from segapp.io.volume import read_volume
 from segapp.predict import main, predict
 from segapp.synthetic import generate_dataset
 from segapp.synthetic.volume import phantom_volume
@@ -112,7 +112,7 @@ def test_case_day_slices_also_become_nifti_volumes(tiny_segmenter, tmp_path: Pat
     labels = read_volume(out / case_day / "segmentation.nii.gz").voxels
     masks = sorted((out / "masks").glob("*.png"))
     assert len(masks) == summary.predicted == labels.shape[0]
-    from segapp.io.image import read_image
+    from segapp.io.readers import read_image
 
     # Volume slice 0 is the highest slice number (slices grow toward the feet).
     assert np.array_equal(labels[0], read_image(masks[-1]).pixels)

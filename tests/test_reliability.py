@@ -29,7 +29,8 @@ from helpers import make_tiny_model
 from hostile_corpus import HostileFile, hostile_corpus, write_corpus
 from PIL import Image
 
-from segapp.io.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InvalidImageError, read_image
+from segapp.io.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, InvalidImageError
+from segapp.io.readers import read_image
 from segapp.model.processing import ProcessingConfig
 from segapp.model.weights import ModelLoadError, load_model, save_model
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from segapp.inference.exports import algorithm_of, write_volume_outputs
 from segapp.inference.segmenter import Segmenter
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.model.runtime import synchronize
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from segapp.io.image import ScanImage, read_image
+from segapp.io.image import ScanImage
+from segapp.io.readers import read_image
 from segapp.labels import LABELS
 from segapp.model.context import single_slice_notice
 from segapp.model.head_folding import fold

@@ -2,7 +2,7 @@
 as a folder, a list of files or a ``.zip`` (unpacked by the DICOM reader's one safe unzipper,
 :func:`segapp.io.dicom.unpacked`, which keeps these slices' names).
 
-Each slice goes through the slice reader (:func:`segapp.io.image.read_image`), so the volume's
+Each slice goes through the slice decoder (:func:`segapp.io.image.decode_image`), so the volume's
 voxels are the 8-bit slices the model is fed (16-bit scans min-max scaled per slice, as the data
 preparation does). The PNGs are already in the display convention in-plane. Slice numbers are
 taken to grow toward the feet, as in the phantom generator (slice 1 is the most superior; the data
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segapp.io.dicom import unpacked, zip_member_names
+from segapp.io.image import InvalidImageError, decode_image
 from segapp.io.naming import SliceName, parse_slice_name
 from segapp.io.volume import (
     MAX_FILES,
@@ -60,8 +62,6 @@ def is_slice_zip(archive: Path) -> bool:
     Raises:
         InvalidVolumeError: The zip is damaged.
     """
-    from segapp.io.dicom import zip_member_names
-
     names = zip_member_names(archive)
     return bool(names) and all(n.lower().endswith(".png") and parse_slice_name(n) is not None for n in names)
 
@@ -69,8 +69,6 @@ def is_slice_zip(archive: Path) -> bool:
 def read_slice_zip(archive: Path, *, max_voxels: int) -> ScanVolume:
     """Read a zipped case-day folder (see :func:`is_slice_zip`); it is unpacked into a temporary
     folder that is removed afterwards."""
-    from segapp.io.dicom import unpacked
-
     with unpacked(archive) as paths:
         return read_png_slices(paths, max_voxels=max_voxels)
 
@@ -99,8 +97,6 @@ def read_png_slices(paths: Sequence[Path], *, max_voxels: int,
 
 def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int,
           decoded: Mapping[Path, np.ndarray] | None = None) -> ScanVolume:
-    from segapp.io.image import InvalidImageError, read_image
-
     if not named:
         raise InvalidVolumeError("No competition-named PNG slices were found.")
     keys = {(n.case, n.day) for _, n in named}
@@ -122,7 +118,7 @@ def _read(named: list[tuple[Path, SliceName]], *, max_voxels: int,
             pixels = decoded[path]
         else:
             try:
-                pixels = read_image(path).pixels
+                pixels = decode_image(path).pixels
             except InvalidImageError as exc:
                 raise InvalidVolumeError(f"Slice {name.slice}: {exc}") from None
         if pixels.shape != (height, width):

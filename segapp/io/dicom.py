@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from segapp.io.files import atomic_file
+from segapp.io.naming import parse_slice_name
 from segapp.io.volume import (
     MAX_FILES,
     InvalidVolumeError,
@@ -37,6 +39,7 @@ from segapp.io.volume import (
     check_voxels,
     describe,
     plane_name,
+    to_display_order,
 )
 
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines of one series agree to this
@@ -175,7 +178,7 @@ def read_dicom_slice(source: Path | IO[bytes], *, max_pixels: int) -> DicomSlice
             ...), a multi-frame file (a volume: the message points to the volume readers), a
             slice that is not axial, too many pixels, undecodable or colour pixel data.
     """
-    import pydicom
+    import pydicom  # here: pydicom (0.4 s to import) stays out of start-up
 
     try:
         ds = pydicom.dcmread(source)
@@ -299,8 +302,6 @@ def _slice_png_name(entry_name: str) -> str | None:
     ``.``: it cannot leave the folder or carry patient data); case and day from a
     ``caseN_dayD`` folder of the entry are put in front of it, as the prepared layout names it.
     """
-    from segapp.io.naming import parse_slice_name
-
     parsed = parse_slice_name(entry_name)
     base = PurePosixPath(entry_name.replace("\\", "/")).name
     if parsed is None or not base.lower().endswith(".png"):
@@ -342,7 +343,7 @@ def _unzip(archive: Path, folder: Path) -> None:
                 if slice_name is not None:
                     target.mkdir()
                     target = target / slice_name
-                with zf.open(entry) as src, open(target, "wb") as dst:
+                with zf.open(entry) as src, atomic_file(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, length=1 << 20)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
         raise InvalidVolumeError(f"The zip file is damaged ({type(exc).__name__}).") from None
@@ -358,7 +359,7 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
     Returns:
         (series uid -> frames, counts of skipped files by reason).
     """
-    import pydicom
+    import pydicom  # here: pydicom (0.4 s to import) stays out of start-up
     from pydicom.errors import InvalidDicomError
 
     by_series: dict[str, list[_Slice]] = {}
@@ -386,11 +387,16 @@ def _scan_headers(paths: Sequence[Path]) -> tuple[dict[str, list[_Slice]], dict[
     return by_series, skipped
 
 
+def is_dicom_head(head: bytes) -> bool:
+    """Whether a file's first bytes are the 128-byte preamble and "DICM": a DICOM file, however damaged."""
+    return head[128:132] == b"DICM"
+
+
 def has_dicom_magic(path: Path) -> bool:
-    """The 128-byte preamble and "DICM": a DICOM file, however damaged."""
+    """Whether the file at ``path`` starts as a DICOM file does (:func:`is_dicom_head`)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
+            return is_dicom_head(handle.read(132))
     except OSError:
         return False
 
@@ -404,7 +410,7 @@ def _bare_dataset(path: Path) -> bool:
             head = handle.read(132)
     except OSError:
         return False
-    return head[128:132] != b"DICM" and head[:2] == b"\x08\x00"
+    return not is_dicom_head(head) and head[:2] == b"\x08\x00"
 
 
 def _non_image_reason(ds: Any) -> str | None:
@@ -549,7 +555,7 @@ def _slice_step(slices: Sequence[_Slice]) -> float:
 
 def _decode(slices: Sequence[_Slice]) -> np.ndarray:
     """(Z, rows, columns) stored values, rescale applied, in the sorted order."""
-    import pydicom
+    import pydicom  # here: pydicom (0.4 s to import) stays out of start-up
 
     cache: dict[Path, np.ndarray] = {}  # a multi-frame file is decoded once
     planes = []
@@ -577,7 +583,7 @@ def _pixel_values(ds: Any, header: Any) -> tuple[np.ndarray, bool]:
     Raises:
         InvalidVolumeError: The pixel data cannot be decoded (naming the decoder to install).
     """
-    from pydicom.pixels import apply_rescale
+    from pydicom.pixels import apply_rescale  # here: pydicom (0.4 s to import) stays out of start-up
 
     try:
         array = ds.pixel_array
@@ -597,8 +603,6 @@ def _decode_message(header: Any, exc: Exception) -> str:
 
 def _assemble(slices: Sequence[_Slice], stack: np.ndarray, step: float, skipped: dict[str, int]) -> ScanVolume:
     """Build the volume in display order from the sorted stack and its geometry."""
-    from segapp.io.volume import to_display_order
-
     first = slices[0]
     row_cos, col_cos = first.orientation[:3], first.orientation[3:]
     normal = _normal(first.orientation)

@@ -1,6 +1,7 @@
-"""Reading slices from whatever users have, and writing PNGs safely.
+"""Slices: the :class:`ScanImage` contract, the decoding of common image formats (PIL), and
+writing PNGs safely.
 
-:func:`read_image` turns a file, bytes, an upload, a PIL image or an array into a
+:func:`decode_image` turns a file, bytes, an upload, a PIL image or an array into a
 :class:`ScanImage`: one (H, W) uint8 grayscale plane, converted exactly as the
 notebook's data preparation did (per-image min-max scaling of 16-bit and float
 scans to 0..255; 8-bit kept as is). Anything unusable is refused with an
@@ -16,11 +17,9 @@ Policies (documented here so the app and the tools behave the same):
 - Colour: equal channels give that channel exactly; true colour becomes luminance
   (ITU-R 601-2, PIL's ``"L"`` conversion) and a note says so.
 - JPEG/TIFF EXIF orientation is applied.
-- DICOM (a file with the DICOM preamble): read by the one DICOM reader,
-  :func:`segapp.io.dicom.read_dicom_slice`: one single-frame image, rescale applied, rows and
-  columns in the display convention, min-max scaled to 8 bits like any wide-range image; the
-  pixel spacing comes from its header (PixelSpacing). Multi-frame files are volumes and are
-  refused with a message pointing to the volume readers; damaged files are refused.
+- Formats PIL does not read (DICOM) are decoded by the decoder the caller's ``decoder_for``
+  picks from the file's first bytes: :func:`segapp.io.readers.read_image`, the public reader,
+  picks the DICOM reader for a file with the DICOM preamble.
 - Size is checked from the header before any pixel is decoded. PIL's own
   decompression-bomb guard stays on as a second line, so images above its limit
   (about 179 million pixels) are refused whatever ``max_pixels`` says. For headers
@@ -37,9 +36,10 @@ import math
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -125,46 +125,50 @@ class ScanImage:
 # Reading
 
 
-def read_image(
+class Decoded(NamedTuple):
+    """One decoded slice, what every slice decoder returns (before it becomes a ScanImage)."""
+
+    pixels: np.ndarray  # (H, W) uint8
+    bit_depth: int  # bits per sample of the source
+    mode: str  # PIL mode, dtype name or e.g. "DICOM MR"
+    notes: list[str]
+    spacing_mm: tuple[float, float] | None  # from the file's header, None when it has none
+
+
+SliceDecoder = Callable[[IO[bytes], int], Decoded]
+"""Decodes one format: (the open file at its start, max_pixels) -> :class:`Decoded`; refuses
+with :class:`InvalidImageError`."""
+
+DecoderPicker = Callable[[bytes], SliceDecoder | None]
+"""Picks the decoder of a format PIL does not read from a file's first 1024 bytes, else None."""
+
+
+def decode_image(
     source: Source,
     *,
     name: str | None = None,
     spacing_mm: tuple[float, float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    decoder_for: DecoderPicker | None = None,
 ) -> ScanImage:
-    """Read one slice as 8-bit grayscale.
+    """Read one slice as 8-bit grayscale: the work of :func:`segapp.io.readers.read_image`, the
+    public reader, which documents the arguments, the result and the refusals.
 
     Args:
-        source: A file path, the file's bytes, a binary file-like object (read from its
-            current position), a PIL image (its current frame is used), or an array of
-            shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of any integer, float or
-            bool dtype.
-        name: File name to report and to read the spacing from; defaults to the
-            path's (or the file object's) file name.
-        spacing_mm: Pixel spacing (row, column) in mm; overrides what a DICOM header or the
-            name says (a DICOM header's spacing overrides the name's).
-        max_pixels: Largest accepted H * W, checked before decoding.
-
-    Returns:
-        The slice: uint8 pixels, uint8 sources kept as they are, anything wider
-        min-max scaled to 0..255 per image, rounded to nearest.
-
-    Raises:
-        InvalidImageError: The input is missing, not an image, damaged, too large,
-            too small, constant or contains NaN/inf. Never a PIL or numpy exception.
-        ValueError: ``spacing_mm`` is not two positive finite numbers.
+        decoder_for: Picks a decoder for a file or bytes from their first bytes (a format PIL
+            does not read, such as DICOM); None, or a None answer: PIL with the accepted formats.
     """
     if spacing_mm is not None:
         spacing_mm = _checked_spacing(spacing_mm)
     try:
-        pixels, bit_depth, mode, notes, header_spacing, source_name = _decode_source(source, max_pixels)
+        decoded, source_name = _decode_source(source, max_pixels, decoder_for or _pil_only)
     except MemoryError as exc:
         raise InvalidImageError(
             "The image is too large to process with the memory available. Upload a single, smaller slice."
         ) from exc
     name = name if name is not None else source_name
     if spacing_mm is None:
-        spacing_mm = header_spacing
+        spacing_mm = decoded.spacing_mm
     if spacing_mm is None:
         for candidate in (name, source_name):
             if candidate:
@@ -172,36 +176,34 @@ def read_image(
                 if spacing_mm is not None:
                     break
     return ScanImage(
-        pixels=pixels,
+        pixels=decoded.pixels,
         spacing_mm=spacing_mm,
-        bit_depth=bit_depth,
-        original_mode=mode,
+        bit_depth=decoded.bit_depth,
+        original_mode=decoded.mode,
         name=name,
-        notes=tuple(notes),
+        notes=tuple(decoded.notes),
     )
 
 
-# (pixels, bit depth, mode, notes, pixel spacing from the file's header or None)
-_Decoded = tuple[np.ndarray, int, str, list[str], tuple[float, float] | None]
+def _pil_only(head: bytes) -> SliceDecoder | None:
+    return None
 
 
-def _decode_source(
-    source: Source, max_pixels: int
-) -> tuple[np.ndarray, int, str, list[str], tuple[float, float] | None, str | None]:
-    """Dispatch on the source kind: (pixels, bit depth, mode, notes, header spacing, file name or None)."""
+def _decode_source(source: Source, max_pixels: int, decoder_for: DecoderPicker) -> tuple[Decoded, str | None]:
+    """Dispatch on the source kind: (the decoded slice, the file name or None)."""
     if isinstance(source, np.ndarray):
-        return (*_from_array(source, max_pixels), None)
+        return decode_array(source, max_pixels), None
     if isinstance(source, Image.Image):
         name = _base_name(getattr(source, "filename", None))
-        return (*_from_pil(source, max_pixels, frame_policy="current"), name)
+        return _from_pil(source, max_pixels, frame_policy="current"), name
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return (*_from_bytes(bytes(source), max_pixels), None)
+        return _from_bytes(bytes(source), max_pixels, decoder_for), None
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fsdecode(source))
-        return (*_from_path(path, max_pixels), path.name)
+        return _from_path(path, max_pixels, decoder_for), path.name
     if hasattr(source, "read"):
         name = _base_name(getattr(source, "name", None))
-        return (*_from_bytes(_read_stream(source), max_pixels), name)
+        return _from_bytes(_read_stream(source), max_pixels, decoder_for), name
     raise InvalidImageError(
         f"Cannot read an image from a {type(source).__name__}. "
         "Give a file path, the file's bytes, a PIL image or a numpy array."
@@ -234,7 +236,7 @@ def _read_stream(stream: Any) -> bytes:
     return bytes(data or b"")
 
 
-def _from_path(path: Path, max_pixels: int) -> _Decoded:
+def _from_path(path: Path, max_pixels: int, decoder_for: DecoderPicker) -> Decoded:
     try:
         if not path.exists():
             raise InvalidImageError(f"There is no file at {path}. Check the path and the file name.")
@@ -245,25 +247,25 @@ def _from_path(path: Path, max_pixels: int) -> _Decoded:
         with path.open("rb") as fp:
             head = fp.read(_HEAD_BYTES)
             fp.seek(0)
-            return _decode(fp, head, max_pixels)
+            return _decode(fp, head, max_pixels, decoder_for)
     except OSError as exc:  # permissions, vanished file, I/O errors
         raise InvalidImageError(f"The file {path.name} could not be read ({exc.strerror or exc}).") from exc
 
 
-def _from_bytes(data: bytes, max_pixels: int) -> _Decoded:
+def _from_bytes(data: bytes, max_pixels: int, decoder_for: DecoderPicker) -> Decoded:
     if not data:
         raise InvalidImageError(_EMPTY)
-    return _decode(io.BytesIO(data), data[:_HEAD_BYTES], max_pixels)
+    return _decode(io.BytesIO(data), data[:_HEAD_BYTES], max_pixels, decoder_for)
 
 
 _EMPTY = "The file is empty (0 bytes): the export or upload did not complete. Export or upload it again."
 
 
-def _decode(fp: IO[bytes], head: bytes, max_pixels: int) -> _Decoded:
-    """Open with PIL (accepted formats only), check the header size, then decode; a DICOM file
-    goes to the DICOM reader."""
-    if head[128:132] == b"DICM":
-        return _from_dicom(fp, max_pixels)
+def _decode(fp: IO[bytes], head: bytes, max_pixels: int, decoder_for: DecoderPicker) -> Decoded:
+    """The picked decoder, else PIL (accepted formats only): check the header size, then decode."""
+    decoder = decoder_for(head)
+    if decoder is not None:
+        return decoder(fp, max_pixels)
     try:
         image = Image.open(fp, formats=_PIL_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -276,23 +278,7 @@ def _decode(fp: IO[bytes], head: bytes, max_pixels: int) -> _Decoded:
         return _from_pil(image, max_pixels, frame_policy="first")
 
 
-def _from_dicom(fp: IO[bytes], max_pixels: int) -> _Decoded:
-    """One DICOM image through :func:`segapp.io.dicom.read_dicom_slice`; its refusals become
-    InvalidImageError with the same message."""
-    try:
-        from segapp.io.dicom import read_dicom_slice
-        from segapp.io.volume import InvalidVolumeError
-    except ImportError:  # pragma: no cover - pydicom is in the requirements
-        raise InvalidImageError("Reading DICOM files needs pydicom (pip install pydicom).") from None
-    try:
-        read = read_dicom_slice(fp, max_pixels=max_pixels)
-    except InvalidVolumeError as exc:
-        raise InvalidImageError(str(exc)) from None
-    pixels, _, _, notes, _ = _from_array(read.pixels, max_pixels)  # checks and the 8-bit scaling
-    return pixels, read.bits_stored, f"DICOM {read.modality}".strip(), [*read.notes, *notes], read.spacing_mm
-
-
-def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> _Decoded:
+def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> Decoded:
     """Decode one frame of a PIL image into uint8 gray; every failure becomes InvalidImageError."""
     fmt = image.format  # None for images made in memory
     width, height = image.size
@@ -314,11 +300,11 @@ def _from_pil(image: Image.Image, max_pixels: int, *, frame_policy: str) -> _Dec
     except Image.DecompressionBombError as exc:  # raised by some plugins when seeking frames
         raise InvalidImageError(_too_large_message(_pil_bomb_pixels(exc), max_pixels)) from exc
     except MemoryError:
-        raise  # not damage: read_image reports it as too large
+        raise  # not damage: decode_image reports it as too large
     except Exception as exc:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError...
         raise InvalidImageError(_damaged_message(fmt)) from exc
     pixels, more_notes = _to_gray_uint8(array)
-    return pixels, bit_depth, mode, notes + more_notes, None
+    return Decoded(pixels, bit_depth, mode, notes + more_notes, None)
 
 
 def _frame_count(image: Image.Image) -> int:
@@ -354,7 +340,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.array(image.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX...
 
 
-def _from_array(array: np.ndarray, max_pixels: int) -> _Decoded:
+def decode_array(array: np.ndarray, max_pixels: int) -> Decoded:
+    """An (H, W[, C]) array of any numeric dtype -> the 8-bit slice, checked as any image is
+    (shape, size, constant, NaN); the pixels never alias ``array``."""
     if array.ndim not in (2, 3) or (array.ndim == 3 and not 1 <= array.shape[2] <= 4):
         raise InvalidImageError(
             f"Expected an image array of shape (H, W) or (H, W, C) with 1 to 4 channels, got {array.shape}. "
@@ -367,7 +355,7 @@ def _from_array(array: np.ndarray, max_pixels: int) -> _Decoded:
     bit_depth = 1 if kind == "b" else array.dtype.itemsize * 8
     # Copy: the returned pixels must never alias the caller's array.
     pixels, notes = _to_gray_uint8(np.array(array))
-    return pixels, bit_depth, array.dtype.name, notes, None
+    return Decoded(pixels, bit_depth, array.dtype.name, notes, None)
 
 
 def _to_gray_uint8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -504,7 +492,7 @@ def _sniff_format(head: bytes) -> str | None:
 
 
 def _looks_like(head: bytes) -> str | None:
-    """What a non-image file looks like, from its first bytes (DICOM files never get here: they are read)."""
+    """What a non-image file looks like, from its first bytes."""
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "a ZIP archive"
     if head.startswith(b"\x1f\x8b"):

@@ -4,7 +4,7 @@ Three layouts are found in one folder (what ``python -m segapp.phantom --format 
 writes, and what nnU-Net users have):
 
 * ``NAME_image.nii[.gz]`` + ``NAME_labels.nii[.gz]`` side by side;
-* ``NAME/`` (a DICOM series folder, or anything else :func:`segapp.io.volume.read_volume` reads
+* ``NAME/`` (a DICOM series folder, or anything else :func:`segapp.io.readers.read_volume` reads
   as a folder) + ``NAME_labels.nii[.gz]`` on the series' grid (``segapp.predict`` writes such
   label files, and so does the phantom's DICOM format);
 * nnU-Net's ``imagesTr/NAME_0000.nii[.gz]`` + ``labelsTr/NAME.nii[.gz]``.
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segapp.io.volume import DEFAULT_MAX_VOXELS, InvalidVolumeError, ScanVolume, read_volume
+from segapp.io.readers import read_volume
+from segapp.io.volume import DEFAULT_MAX_VOXELS, InvalidVolumeError, ScanVolume
 from segapp.labels import NUM_LABELS
 
 LAYOUTS = ("NAME_image.nii.gz + NAME_labels.nii.gz, NAME/ (a DICOM series) + NAME_labels.nii.gz, "

@@ -19,7 +19,11 @@ from typing import Any
 
 import numpy as np
 
+# skimage loads its submodules on first use (lazy_loader): this import costs milliseconds, not start-up.
+from skimage import draw, measure
+
 from segapp.io.dicom_seg import Algorithm, require_dicom
+from segapp.io.files import atomic_path
 from segapp.io.volume import ScanVolume
 from segapp.labels import FOREGROUND
 from segapp.version import __version__
@@ -34,8 +38,6 @@ _PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
 def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
     """Closed contours of a (H, W) bool mask as (N, 2) (row, column) pixel coordinates, vertices on
     pixel edges, collinear points removed; first vertex not repeated."""
-    from skimage import measure
-
     if not mask.any():
         return []
     padded = np.pad(mask.astype(np.float32), 1)
@@ -66,8 +68,6 @@ def _drop_collinear(polygon: np.ndarray) -> np.ndarray:
 
 def fill_contours(contours: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """(H, W) bool: pixel centres inside an odd number of contours (holes are separate contours)."""
-    from skimage import draw
-
     mask = np.zeros(shape, dtype=bool)
     for contour in contours:
         rows, cols = draw.polygon(contour[:, 0], contour[:, 1], shape)
@@ -104,17 +104,36 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
         algorithm: Written into the equipment module and the ROI generation description.
         series_number: Series Number of the new series.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian, generate_uid
-
-    from segapp.io.files import atomic_path
+    from pydicom.dataset import FileMetaDataset  # here: pydicom (0.4 s to import) stays out of start-up
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian
 
     require_dicom(volume, "RTSTRUCT")
     if labels.shape != volume.shape:
         raise ValueError(f"labels {labels.shape} do not match the volume {volume.shape}")
     frames = volume.to_source_order(labels.astype(np.uint8, copy=False))  # frame k <-> headers[k]
-    first = volume.headers[0]
+    ds = _structure_set(volume.headers[0], algorithm, series_number)
+    ds.ReferencedFrameOfReferenceSequence = _referenced_frames(volume.headers)
+    _add_rois(ds, volume.headers, frames, algorithm)
+    ds.ApprovalStatus = "UNAPPROVED"
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    destination = Path(path)
+    with atomic_path(destination, suffix=".dcm") as temp:
+        ds.save_as(temp, enforce_file_format=True, implicit_vr=True, little_endian=True)
+    return destination
+
+
+def _structure_set(first: Any, algorithm: Algorithm, series_number: int) -> Any:
+    """The structure set's own modules: the images' patient and study (from their ``first``
+    header), a new series, the equipment (the algorithm) and the structure set's name and time."""
+    from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
+    from pydicom.uid import generate_uid
+
     now = datetime.datetime.now()
     ds = Dataset()
     for keyword in _PATIENT_STUDY:
@@ -138,15 +157,27 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = ds.StructureSetDate, ds.StructureSetTime
     ds.SpecificCharacterSet = first.get("SpecificCharacterSet", "ISO_IR 100")
+    return ds
 
-    images = Sequence()
-    for header in volume.headers:
-        item = Dataset()
-        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
-        images.append(item)
+
+def _image_reference(header: Any) -> Any:
+    """A reference to one image (its SOP class and instance)."""
+    from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
+
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
+    return item
+
+
+def _referenced_frames(headers: tuple[Any, ...]) -> Any:
+    """ReferencedFrameOfReferenceSequence: the frame of reference -> study -> series -> every image."""
+    from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
+    from pydicom.sequence import Sequence
+
+    first = headers[0]
     series_ref = Dataset()
     series_ref.SeriesInstanceUID = first.SeriesInstanceUID
-    series_ref.ContourImageSequence = images
+    series_ref.ContourImageSequence = Sequence([_image_reference(header) for header in headers])
     study_ref = Dataset()
     study_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired, required)
     study_ref.ReferencedSOPInstanceUID = first.StudyInstanceUID
@@ -154,7 +185,14 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
     frame_ref = Dataset()
     frame_ref.FrameOfReferenceUID = first.FrameOfReferenceUID
     frame_ref.RTReferencedStudySequence = Sequence([study_ref])
-    ds.ReferencedFrameOfReferenceSequence = Sequence([frame_ref])
+    return Sequence([frame_ref])
+
+
+def _add_rois(ds: Any, headers: tuple[Any, ...], frames: np.ndarray, algorithm: Algorithm) -> None:
+    """One ROI per organ: its name, its contours on each image (``frames[k]`` on ``headers[k]``),
+    its colour and its observation (interpreted type, SNOMED CT code)."""
+    from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
+    from pydicom.sequence import Sequence
 
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
@@ -162,28 +200,18 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
     for label in FOREGROUND:
         roi = Dataset()
         roi.ROINumber = label.id
-        roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
+        roi.ReferencedFrameOfReferenceUID = headers[0].FrameOfReferenceUID
         roi.ROIName = label.display
         roi.ROIGenerationAlgorithm = "AUTOMATIC"
         roi.ROIGenerationDescription = f"segapp {__version__}, {algorithm.name}"[:64]
         ds.StructureSetROISequence.append(roi)
 
-        contour_seq = Sequence()
-        for header, frame in zip(volume.headers, frames):
-            for contour in slice_contours(frame == label.id):
-                item = Dataset()
-                image = Dataset()
-                image.ReferencedSOPClassUID, image.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
-                item.ContourImageSequence = Sequence([image])
-                item.ContourGeometricType = "CLOSED_PLANAR"
-                item.NumberOfContourPoints = len(contour)
-                item.ContourData = _contour_data(_to_patient(contour, header))
-                contour_seq.append(item)
         roi_contour = Dataset()
         roi_contour.ReferencedROINumber = label.id
         roi_contour.ROIDisplayColor = list(label.color)
-        if len(contour_seq):
-            roi_contour.ContourSequence = contour_seq
+        contours = _contour_items(frames == label.id, headers)
+        if contours:
+            roi_contour.ContourSequence = Sequence(contours)
         ds.ROIContourSequence.append(roi_contour)
 
         observation = Dataset()
@@ -196,18 +224,24 @@ def write_rtstruct(labels: np.ndarray, volume: ScanVolume, path: str | Path, *, 
             code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = label.snomed[0], "SCT", label.snomed[1]
             observation.RTROIIdentificationCodeSequence = Sequence([code])
         ds.RTROIObservationsSequence.append(observation)
-    ds.ApprovalStatus = "UNAPPROVED"
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    destination = Path(path)
-    with atomic_path(destination, suffix=".dcm") as temp:
-        ds.save_as(temp, enforce_file_format=True, implicit_vr=True, little_endian=True)
-    return destination
+
+def _contour_items(masks: np.ndarray, headers: tuple[Any, ...]) -> list[Any]:
+    """The ContourSequence items of one organ: a CLOSED_PLANAR contour in LPS mm for each outline
+    of ``masks[k]`` (bool, source order), referencing image ``headers[k]``."""
+    from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
+    from pydicom.sequence import Sequence
+
+    items = []
+    for header, mask in zip(headers, masks):
+        for contour in slice_contours(mask):
+            item = Dataset()
+            item.ContourImageSequence = Sequence([_image_reference(header)])
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(contour)
+            item.ContourData = _contour_data(_to_patient(contour, header))
+            items.append(item)
+    return items
 
 
 def _contour_data(points: np.ndarray) -> str:
@@ -219,7 +253,7 @@ def _contour_data(points: np.ndarray) -> str:
 def read_rtstruct_labels(path: str | Path, volume: ScanVolume) -> np.ndarray:
     """Read an RT Structure Set of ``volume``'s images back as a (Z, H, W) label volume (display
     order). ROIs are matched to labels by name; later labels win where ROIs overlap."""
-    import pydicom
+    import pydicom  # here: pydicom (0.4 s to import) stays out of start-up
 
     ds = pydicom.dcmread(str(path))
     by_uid = {str(h.SOPInstanceUID): k for k, h in enumerate(volume.headers)}

@@ -1,7 +1,7 @@
 """Scan volumes: one geometry contract for DICOM series, NIfTI files and case-day folders.
 
-:func:`read_volume` picks the reader by what the source holds and returns a :class:`ScanVolume`
-whose slices are in the display convention of the UW-Madison PNGs, the phantoms and the bundled
+Every format reader returns a :class:`ScanVolume` (the registry,
+:func:`segapp.io.readers.read_volume`, picks the reader by what the source holds) whose slices are in the display convention of the UW-Madison PNGs, the phantoms and the bundled
 model, whatever order the source stored them in:
 
 - array ``voxels`` of shape (Z, H, W): axial slices; in each slice the patient's right is on the
@@ -19,14 +19,13 @@ model, whatever order the source stored them in:
 from __future__ import annotations
 
 import math
-import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from segapp.io.image import minmax_uint8
 
 # Limits for uploads and folders (the slice reader has its own); every reader checks them
 # before decoding pixel data.
@@ -104,8 +103,6 @@ class ScanVolume:
     def slices_uint8(self) -> np.ndarray:
         """(Z, H, W) uint8: each slice min-max scaled to 0..255 as the slice reader and the data
         preparation do (a constant slice becomes all zeros: nothing to scale)."""
-        from segapp.io.image import minmax_uint8
-
         out = np.zeros(self.voxels.shape, dtype=np.uint8)
         for k, plane in enumerate(self.voxels):
             if plane.min() != plane.max():
@@ -114,7 +111,7 @@ class ScanVolume:
 
     def to_source_order(self, array: np.ndarray) -> np.ndarray:
         """A (Z, H, W) array on this volume's grid -> the same voxels in the source's order."""
-        import nibabel.orientations as ornt
+        import nibabel.orientations as ornt  # here: nibabel (0.4 s to import) stays out of start-up
 
         if array.shape != self.voxels.shape:
             raise ValueError(f"array shape {array.shape} is not the volume's {self.voxels.shape}")
@@ -122,7 +119,7 @@ class ScanVolume:
 
     def from_source_order(self, array: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`to_source_order`: source voxel order -> display order."""
-        import nibabel.orientations as ornt
+        import nibabel.orientations as ornt  # here: nibabel (0.4 s to import) stays out of start-up
 
         # source_orientation row a = (source axis, flip) of display axis a; invert the permutation.
         inverse = np.empty_like(self.source_orientation)
@@ -149,7 +146,7 @@ def to_display_order(data: np.ndarray, affine_lps: np.ndarray) -> tuple[np.ndarr
         (data in display order, its LPS affine, the orientation that maps display order back
         to the source order). Only axis permutations and flips: no resampling.
     """
-    import nibabel.orientations as ornt
+    import nibabel.orientations as ornt  # here: nibabel (0.4 s to import) stays out of start-up
 
     source = ornt.io_orientation(LPS_TO_RAS @ affine_lps)
     display = ornt.axcodes2ornt(DISPLAY_AXCODES)
@@ -205,51 +202,3 @@ def describe(voxels_shape: Sequence[int], spacing_mm: Sequence[float], **extra: 
         "orientation": "axial",
         **extra,
     }
-
-
-# ---------------------------------------------------------------------------
-# The one entry point
-
-
-def read_volume(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    *,
-    series: str | None = None,
-    volume_index: int | None = None,
-    max_voxels: int = DEFAULT_MAX_VOXELS,
-) -> ScanVolume:
-    """Read a scan volume from whatever holds one.
-
-    Args:
-        source: A folder of DICOM files (recursive), a ``.zip`` of one, a list of files (a
-            browser upload), one DICOM file (enhanced multi-frame or a single slice),
-            a ``.nii`` / ``.nii.gz`` file, or a competition case-day folder / folder of
-            competition-named PNG slices of one case-day, or a ``.zip`` of either.
-        series: SeriesInstanceUID to pick when the DICOM source holds several series.
-        volume_index: For 4D NIfTI: which volume (0-based); 4D is refused without it.
-        max_voxels: Largest accepted Z * H * W, checked before decoding.
-
-    Raises:
-        InvalidVolumeError: Unusable source; the message says why and what to do.
-    """
-    from segapp.io import casefolder, dicom, nifti
-
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise InvalidVolumeError("The file or folder does not exist.")
-        if nifti.is_nifti(path):
-            return nifti.read_nifti(path, volume_index=volume_index, max_voxels=max_voxels)
-        if path.is_dir() and casefolder.is_case_folder(path):
-            return casefolder.read_case_folder(path, max_voxels=max_voxels)
-        if path.is_file() and zipfile.is_zipfile(path) and casefolder.is_slice_zip(path):
-            return casefolder.read_slice_zip(path, max_voxels=max_voxels)
-        files: Sequence[str | os.PathLike[str]] | Path = path
-    else:
-        files = list(source)
-        if len(files) == 1 and nifti.is_nifti(Path(files[0])):
-            return nifti.read_nifti(Path(files[0]), volume_index=volume_index, max_voxels=max_voxels)
-        pngs = [Path(f) for f in files if Path(f).suffix.lower() == ".png"]
-        if pngs and len(pngs) == len(files):
-            return casefolder.read_png_slices(pngs, max_voxels=max_voxels)
-    return dicom.read_dicom_series(files, series=series, max_voxels=max_voxels)

@@ -262,7 +262,7 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
         how = sorted(ORIENTATIONS)[(case - 1) % len(ORIENTATIONS)] if orientation == "mixed" else orientation
         write_dicom_series(volume, out / name, orientation=how, reverse=reverse, seed=seed)
         from segapp.io.nifti import write_label_nifti
-        from segapp.io.volume import read_volume
+        from segapp.io.readers import read_volume
 
         write_label_nifti(volume.labels, read_volume(out / name), out / f"{name}_labels.nii.gz")
         written.append(out / name)

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage
 from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
+from segapp.io.readers import read_image
 from segapp.io.volume import InvalidVolumeError
 from segapp.labels import NUM_LABELS
 from segapp.model.context import SlicePlace, placed_context_indices, slice_places, volume_places

@@ -26,7 +26,8 @@ import gradio as gr
 import numpy as np
 
 from segapp.inference.render import color_mask, confidence_map, overlay
-from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image, save_mask_png, save_png
+from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, save_mask_png, save_png
+from segapp.io.readers import read_image
 from segapp.labels import FOREGROUND, LABELS
 from segapp.model.context import FLAT, format_offsets
 from segapp.version import __version__

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import gradio as gr
 from gradio.components import Component
 
-from segapp.io.image import InvalidImageError, read_image
+from segapp.io.image import InvalidImageError
+from segapp.io.readers import read_image
 from segapp.labels import FOREGROUND
 from segapp.ui.callbacks import (
     NOT_FOR_CLINICAL_USE,

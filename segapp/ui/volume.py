@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 
-from segapp.io.volume import InvalidVolumeError, ScanVolume, read_volume
+from segapp.io.readers import read_volume
+from segapp.io.volume import InvalidVolumeError, ScanVolume
 from segapp.labels import FOREGROUND, LABELS
 from segapp.ui.callbacks import (
     Callbacks,

@@ -10,7 +10,7 @@ import pytest
 from helpers import save_tiny_model
 
 from segapp.inference.segmenter import Segmenter
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.model.context import context_indices, context_stack
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from segapp.inference.segmenter import Segmenter, class_stats
-from segapp.io.image import InvalidImageError, read_image
+from segapp.io.image import InvalidImageError
+from segapp.io.readers import read_image
 from segapp.model.processing import postprocess, preprocess
 from segapp.model.runtime import pick_device
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from segapp.inference.volume import organ_volumes, remove_small_components
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 

@@ -15,8 +15,9 @@ from test_volume import _series  # the series writer of the reader's tests
 
 from segapp.inference.volume import organ_volumes
 from segapp.io.dicom_seg import Algorithm, read_dicom_seg_labels, write_dicom_seg
+from segapp.io.readers import read_volume
 from segapp.io.rtstruct import fill_contours, read_rtstruct_labels, slice_contours, write_rtstruct
-from segapp.io.volume import InvalidVolumeError, read_volume
+from segapp.io.volume import InvalidVolumeError
 
 ALGORITHM = Algorithm("tiny-test", "0.1.0", "0123456789abcdef")
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"

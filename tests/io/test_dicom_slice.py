@@ -11,8 +11,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from segapp.io.image import InvalidImageError, minmax_uint8, read_image
-from segapp.io.volume import read_volume
+from segapp.io.image import InvalidImageError, minmax_uint8
+from segapp.io.readers import read_image, read_volume
 
 MR_SMALL = get_testdata_file("MR_small.dcm")  # a real 64 x 64 MR slice, PixelSpacing 0.3125 mm
 PATIENT = "Doe^Jane"

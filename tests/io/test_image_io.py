@@ -16,14 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.io.image import (
-    DEFAULT_MAX_PIXELS,
-    InvalidImageError,
-    ScanImage,
-    read_image,
-    save_mask_png,
-    save_png,
-)
+from segapp.io.image import DEFAULT_MAX_PIXELS, InvalidImageError, ScanImage, save_mask_png, save_png
+from segapp.io.readers import read_image
 
 # A 16-bit scan with four levels and their hand-computed 8-bit values under
 # (x - min) / (max - min) * 255, rounded to nearest: min 100, max 1100, span 1000.

@@ -11,7 +11,7 @@ import pytest
 
 from segapp.io.label_table import write_label_tables
 from segapp.io.nifti import write_label_nifti
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.labels import LABELS
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"

@@ -17,7 +17,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from segapp.io.volume import InvalidVolumeError, plane_name, read_volume
+from segapp.io.readers import read_volume
+from segapp.io.volume import InvalidVolumeError, plane_name
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 DICOMDIR_TESTS = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
@@ -344,7 +345,7 @@ def test_a_case_day_folder_reads_in_slice_order(tmp_path: Path) -> None:
     assert volume.shape == (4, 10, 12) and volume.spacing_mm == (3.0, 1.63, 1.50)
     # Slice numbers grow toward the feet: volume slice 0 (most inferior) is slice 4, the last
     # is slice 1; each slice min-max scaled to 8 bits.
-    from segapp.io.image import read_image
+    from segapp.io.readers import read_image
 
     assert np.array_equal(volume.voxels[0], read_image(scans / "slice_0004_12_10_1.50_1.63.png").pixels)
     assert np.array_equal(volume.voxels[3], read_image(scans / "slice_0001_12_10_1.50_1.63.png").pixels)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segapp.io.image import ScanImage, read_image
+from segapp.io.image import ScanImage
+from segapp.io.readers import read_image
 from segapp.labels import NUM_LABELS
 from segapp.metrics.scoring import evaluate_slices, predict_slices, score_slices
 from segapp.metrics.slices import MetricAccumulator

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from segapp.inference.segmenter import Segmenter
-from segapp.io.image import read_image
+from segapp.io.readers import read_image
 from segapp.model import onnx_runtime
 from segapp.model.onnx_runtime import OnnxLogits, OnnxUnavailableError
 from segapp.model.weights import load_model

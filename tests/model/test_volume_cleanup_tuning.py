@@ -52,7 +52,7 @@ def test_tune_on_volumes_and_write(tiny_model_dir: Path, tmp_path: Path, capsys)
 
 
 def test_predict_volume_applies_the_stored_clean_up(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from segapp.io.volume import read_volume
+    from segapp.io.readers import read_volume
 
     write_nifti_pair(phantom_volume(6, 1, 0, first=64, count=3), tmp_path, name="v")
     volume = read_volume(tmp_path / "v_image.nii.gz")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.synthetic import dataset_slice
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import ORIENTATIONS, write_dicom_series, write_nifti_pair

@@ -22,7 +22,7 @@ from segapp.training.data import load_train_set
 @pytest.fixture(scope="module")
 def raw_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Coherent phantom case-days (the raw layout) converted by segapp.prepare, every slice kept."""
-    from segapp.prepare import prepare
+    from segapp.io.competition import prepare
     from segapp.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("raw")

@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segapp.io.image import read_image, save_mask_png, save_png
+from segapp.io.image import save_mask_png, save_png
+from segapp.io.readers import read_image
 from segapp.model.processing import ProcessingConfig, resize_gray
 from segapp.training.data import DataError, Pair, find_pairs, load_train_set, load_valid_set, read_mask
 

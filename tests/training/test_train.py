@@ -13,7 +13,7 @@ from helpers import torchrun_two_cpu
 from PIL import Image
 
 from segapp.inference.segmenter import Segmenter
-from segapp.io.image import read_image
+from segapp.io.readers import read_image
 from segapp.model.processing import ProcessingConfig, normalize, preprocess
 from segapp.model.weights import load_model
 from segapp.train import main

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import save_tiny_model
 
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.model.processing import ProcessingConfig, resize_gray
 from segapp.synthetic.volume_files import generate_volumes
 from segapp.train import main

@@ -17,7 +17,7 @@ from PIL import Image
 
 from segapp.inference.render import color_mask
 from segapp.inference.segmenter import Segmenter
-from segapp.io.image import read_image
+from segapp.io.readers import read_image
 from segapp.labels import LABELS
 from segapp.model.weights import ModelLoadError
 from segapp.synthetic import generate_slice

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import free_port, save_tiny_model
 
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.ui import build_demo, launch_options
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -95,7 +95,7 @@ def test_segment_volume_uses_the_volume_model(url_with_volume_model, tiny_segmen
     mask_file, _ = client.predict(gradio_client.handle_file(str(phantom_series["first_file"])), "", api_name="/segment")
     from PIL import Image
 
-    from segapp.io.image import read_image
+    from segapp.io.readers import read_image
 
     expected_mask = tiny_segmenter.predict(read_image(phantom_series["first_file"])).mask
     assert np.array_equal(np.asarray(Image.open(mask_file)), expected_mask)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import save_tiny_model
 
-from segapp.io.volume import read_volume
+from segapp.io.readers import read_volume
 from segapp.labels import FOREGROUND
 from segapp.synthetic import generate_slice
 from segapp.ui.callbacks import Callbacks
