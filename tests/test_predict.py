@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.batch_inputs import collect_inputs
 from segapp.io.image import read_image
 from segapp.io.naming import slice_id
 from segapp.io.rle import rle_decode
-from segapp.predict import PredictError, collect_inputs, main, predict
+from segapp.predict import PredictError, main, predict
 from segapp.training.data import read_mask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
