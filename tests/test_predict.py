@@ -14,8 +14,8 @@ from segapp.inference.batch_inputs import collect_inputs
 from segapp.io.image import read_image
 from segapp.io.naming import slice_id
 from segapp.io.rle import rle_decode
+from segapp.metrics.labelled_data import read_mask
 from segapp.predict import PredictError, main, predict
-from segapp.training.data import read_mask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,8 +13,8 @@ from PIL import Image
 from segapp.io.image import read_image
 from segapp.io.naming import parse_slice_name
 from segapp.io.rle import rle_encode
+from segapp.metrics.labelled_data import find_pairs, read_mask
 from segapp.prepare import PrepareError, choose_valid, main, prepare, resolve_overlaps
-from segapp.training.data import find_pairs, read_mask
 
 H, W = 16, 20  # not square, so a swapped width and height cannot pass
 ORGANS = ("large_bowel", "small_bowel", "stomach")  # the competition CSV's order

@@ -40,7 +40,7 @@ def predict_slices(
         batch_size: Slices per forward pass, >= 1.
         progress: Show a progress bar over the batches.
         places: Where each slice lies in its scan (:data:`segapp.model.context.SlicePlace`;
-            :attr:`segapp.training.data.ValidSet.places`). A 2.5D model then gets each slice's
+            :attr:`segapp.metrics.labelled_data.ValidSet.places`). A 2.5D model then gets each slice's
             neighbours from the same scan; without places, or for a slice of unknown place, the
             slice fills every channel.
 
