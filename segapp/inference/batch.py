@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
 from segapp.bundled import MODEL_DIR
 from segapp.inference.batch_inputs import InputFile, case_day, collect_inputs, is_volume_source, volume_name

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
 from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, read_image
 from segapp.io.labelled import LAYOUTS, LabelledVolumeFiles, find_labelled_volumes, read_labelled_volume
@@ -181,9 +182,8 @@ def load_valid_set(split_dir: str | Path, *, progress: bool = False) -> ValidSet
     return ValidSet([scan for _, _, scan, _ in items], [mask for *_, mask in items],
                     [name for name, *_ in items], [place for _, place, _, _ in items])
 
+
 def _progress(items: list, enabled: bool, desc: str, unit: str):
     if not enabled:
         return items
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
-
     return tqdm(items, desc=desc, unit=unit, leave=False)

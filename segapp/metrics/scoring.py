@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships no type information
 
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import ScanImage
@@ -51,8 +52,6 @@ def predict_slices(
     order = sorted(range(len(scans)), key=lambda i: scans[i].size)
     batches: Iterable[list[int]] = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="validating", unit="batch", leave=False)
     neighbours = None
     if segmenter.processing.is_2_5d and places is not None:
