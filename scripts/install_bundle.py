@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from segapp.bundled import EXAMPLES_DIR, MODEL_DIR  # noqa: E402
 from segapp.evaluate import evaluate, evaluate_volumes, format_table  # noqa: E402
+from segapp.metrics.labelled_data import is_volume_split  # noqa: E402
 from segapp.model.weights import load_model, save_model  # noqa: E402
-from segapp.training.data import is_volume_split  # noqa: E402
 from segapp.tune_postprocessing import tune, write_min_region  # noqa: E402
 
 ORGANS = ("stomach", "small_bowel", "large_bowel")

@@ -24,9 +24,9 @@ from __future__ import annotations
 import shlex
 import sys
 
+from segapp.metrics.labelled_data import DataError
 from segapp.model.weights import ModelLoadError
 from segapp.training.config import TrainingError, config_from_args
-from segapp.training.data import DataError
 from segapp.training.loop import train
 from segapp.training.run_log import RunLogError
 

@@ -12,11 +12,11 @@ import pytest
 from segapp.evaluate import main as evaluate_main
 from segapp.io.naming import parse_slice_name, slice_id
 from segapp.io.rle import rle_decode
+from segapp.metrics.labelled_data import find_pairs, read_mask
 from segapp.predict import main as predict_main
 from segapp.prepare import main as prepare_main
 from segapp.synthetic import generate_dataset
 from segapp.train import main as train_main
-from segapp.training.data import find_pairs, read_mask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

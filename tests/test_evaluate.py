@@ -12,8 +12,8 @@ import pytest
 
 from segapp.evaluate import evaluate, format_table, main
 from segapp.labels import FOREGROUND
+from segapp.metrics.labelled_data import load_valid_set
 from segapp.metrics.scoring import evaluate_slices
-from segapp.training.data import load_valid_set
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,9 +104,9 @@ def test_evaluate_on_volumes_with_a_2_5d_model(segmenter_2_5d, tmp_path: Path) -
 def test_evaluate_on_named_slices_feeds_a_2_5d_model_their_neighbours(segmenter_2_5d, tmp_path: Path) -> None:
     from PIL import Image
 
-    from segapp.evaluate import per_slice_results
     from segapp.io.casefolder import read_png_slices
     from segapp.io.image import save_mask_png
+    from segapp.metrics.evaluation import per_slice_results
     from segapp.metrics.scoring import predict_slices
     from segapp.synthetic import generate_dataset
 

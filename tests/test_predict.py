@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.batch_inputs import collect_inputs
 from segapp.io.naming import slice_id
 from segapp.io.readers import read_image
 from segapp.io.rle import rle_decode
-from segapp.predict import PredictError, collect_inputs, main, predict
-from segapp.training.data import read_mask
+from segapp.metrics.labelled_data import read_mask
+from segapp.predict import PredictError, main, predict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

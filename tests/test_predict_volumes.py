@@ -126,8 +126,9 @@ def test_format_lists_are_checked() -> None:
 
 
 def test_sharing_gives_each_input_to_exactly_one_process(tmp_path: Path) -> None:
-    from segapp.predict import InputFile, _share
-    from segapp.training.devices import Dist
+    from segapp.inference.batch import _share
+    from segapp.inference.batch_inputs import InputFile
+    from segapp.model.distributed import Dist
 
     entries = [InputFile(tmp_path / f"case{c}_day1_slice_{n:04d}_8_8_1.50_1.50.png", f"c{c}n{n}.png")
                for c in (1, 2, 3) for n in (1, 2, 3)] + [InputFile(tmp_path / f"plain{i}.png", f"plain{i}.png") for i in range(3)]

@@ -29,13 +29,13 @@ from PIL import Image
 
 from segapp.bench.measure import interleaved_ms, phantom_slices
 from segapp.cli import add_compile_option, add_device_option
+from segapp.metrics.labelled_data import find_pairs
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.processing import ProcessingConfig, normalize, resize_gray
 from segapp.model.runtime import pick_device, synchronize
 from segapp.model.weights import load_model
 from segapp.training.augment import PRESETS, augment
 from segapp.training.config import TrainConfig
-from segapp.training.data import find_pairs
 from segapp.training.devices import resolve_precision
 from segapp.training.loop import train
 from segapp.training.loss import segmentation_loss

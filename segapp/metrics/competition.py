@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from segapp.io.naming import parse_slice_name
 from segapp.labels import FOREGROUND
@@ -323,8 +324,6 @@ def competition_score(
     hd_px: dict[str, list[float]] = {label.name: [] for label in FOREGROUND}
     items: Iterable[Volume] = volumes
     if progress:
-        from tqdm.auto import tqdm
-
         items = tqdm(volumes, desc="3D Hausdorff", unit="volume", leave=False)
     for volume in items:
         for label in FOREGROUND:

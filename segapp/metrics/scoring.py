@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from segapp.inference.segmenter import Segmenter
 from segapp.io.image import ScanImage
@@ -40,7 +41,7 @@ def predict_slices(
         batch_size: Slices per forward pass, >= 1.
         progress: Show a progress bar over the batches.
         places: Where each slice lies in its scan (:data:`segapp.model.context.SlicePlace`;
-            :attr:`segapp.training.data.ValidSet.places`). A 2.5D model then gets each slice's
+            :attr:`segapp.metrics.labelled_data.ValidSet.places`). A 2.5D model then gets each slice's
             neighbours from the same scan; without places, or for a slice of unknown place, the
             slice fills every channel.
 
@@ -51,8 +52,6 @@ def predict_slices(
     order = sorted(range(len(scans)), key=lambda i: scans[i].size)
     batches: Iterable[list[int]] = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="validating", unit="batch", leave=False)
     neighbours = None
     if segmenter.processing.is_2_5d and places is not None:

@@ -22,7 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from segapp.io.files import write_text_atomic
+from segapp.metrics.labelled_data import ValidSet, load_valid_set
 from segapp.model.context import FLAT
+from segapp.model.distributed import Dist, leave_distributed, setup_distributed
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.inflate import centre_channel_init
 from segapp.model.processing import ProcessingConfig, normalize
@@ -31,15 +33,8 @@ from segapp.model.weights import LoadedModel, load_model, recover_interrupted_sa
 from segapp.training.augment import augment
 from segapp.training.checkpoint import load_state, model_card, save_checkpoint
 from segapp.training.config import TrainConfig, TrainingError, augment_config
-from segapp.training.data import TrainSet, ValidSet, load_train_set, load_valid_set
-from segapp.training.devices import (
-    Dist,
-    agree_with_rank0,
-    keep_data_on_device,
-    leave_distributed,
-    resolve_precision,
-    setup_distributed,
-)
+from segapp.training.data import TrainSet, load_train_set
+from segapp.training.devices import agree_with_rank0, keep_data_on_device, resolve_precision
 from segapp.training.loss import segmentation_loss
 from segapp.training.run_log import RunLog, tensorboard_writer_class
 from segapp.training.validation import validate

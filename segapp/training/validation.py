@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from segapp.inference.segmenter import Segmenter
+from segapp.metrics.labelled_data import ValidSet
 from segapp.metrics.scoring import evaluate_slices
 from segapp.model.context import context_stack, placed_context_indices
 from segapp.model.processing import ProcessingConfig, preprocess
 from segapp.model.weights import LoadedModel
 from segapp.training.config import TrainConfig
-from segapp.training.data import ValidSet
 from segapp.training.loss import segmentation_loss
 
 

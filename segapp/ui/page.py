@@ -1,9 +1,14 @@
-"""The page: layout and event wiring of the Gradio app (the work is done in :mod:`segapp.ui.callbacks`)."""
+"""The page: layout and event wiring of the Gradio app (the work is done in :mod:`segapp.ui.callbacks`).
+
+:func:`build_demo` lays the page out from one builder per panel and wires it with one function per
+group of events; the volume tab is :mod:`segapp.ui.volume_tab`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,14 +18,11 @@ from gradio.components import Component
 from segapp.io.image import InvalidImageError
 from segapp.io.readers import read_image
 from segapp.labels import FOREGROUND
-from segapp.ui.callbacks import (
+from segapp.ui.callbacks import Callbacks, RenderOutputs, SegmentOutputs, find_examples
+from segapp.ui.cards import (
     NOT_FOR_CLINICAL_USE,
-    Callbacks,
-    RenderOutputs,
-    SegmentOutputs,
     about_markdown,
     empty_card_html,
-    find_examples,
     legend_html,
     model_badge_html,
 )
@@ -143,214 +145,225 @@ def build_demo(
         callbacks = Callbacks(segmenter, volume_segmenter=volume_segmenter, output_root=output_root,
                               examples=examples)
         state = gr.State(None, time_to_live=STATE_TTL_S)
-
         header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
 
+        # Layout: the two modes as tabs, then the About panel (components appear in this order).
         with gr.Tabs(elem_id="modes"):
             with gr.Tab("Slice", id="mode-slice", elem_id="slice-tab"):
                 with gr.Row(equal_height=False, elem_id="main-row"):
-                    # Left: input and display controls
-                    with gr.Column(scale=4, min_width=300, elem_id="left-col"):
-                        upload = gr.File(
-                            label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP, or one DICOM image",
-                            file_count="single",
-                            type="filepath",
-                            elem_id="upload",
-                            height=170,
-                        )
-                        spacing = gr.Textbox(
-                            label="Pixel spacing (mm), optional",
-                            placeholder="read from the file name, or e.g. 1.5 or 1.5 x 1.5",
-                            max_lines=1,
-                            elem_id="spacing",
-                        )
-                        gr.HTML(legend_html(), elem_id="legend")
-                        classes = gr.CheckboxGroup(
-                            choices=[(label.display, label.name) for label in FOREGROUND],
-                            value=[label.name for label in FOREGROUND],
-                            label="Show on the overlay",
-                            elem_id="class-toggles",
-                        )
-                        opacity = gr.Slider(
-                            0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
-                        )
-                        with gr.Row(elem_id="buttons"):
-                            clear = gr.Button("Clear", variant="secondary", elem_id="clear")
-                            submit = gr.Button("Submit", variant="primary", elem_id="submit")
-
-                    # Right: results
-                    with gr.Column(scale=7, min_width=360, elem_id="right-col"):
-                        with gr.Tabs(elem_id="views"):
-                            with gr.Tab("Overlay", id="tab-overlay"):
-                                overlay_view = _image("Overlay", "overlay-view")
-                            with gr.Tab("Mask", id="tab-mask"):
-                                mask_view = _image("Mask", "mask-view")
-                            with gr.Tab("Confidence", id="tab-confidence"):
-                                confidence_view = _image("Confidence", "confidence-view")
-                                gr.HTML(
-                                    '<div class="colorbar"><span>low</span><span class="ramp"></span>'
-                                    "<span>high confidence</span></div>"
-                                )
-                        card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
-                        with gr.Row(elem_id="downloads"):
-                            mask_button = _download("Mask PNG", "download-mask")
-                            overlay_button = _download("Overlay PNG", "download-overlay")
-                            stats_button = _download("Statistics JSON", "download-stats")
-                        with gr.Accordion("Statistics as JSON", open=False, elem_id="json-accordion"):
-                            stats_json = gr.JSON(label="Statistics", show_label=False)
-
-                gr.HTML('<h2 class="section-title">Try These Examples</h2>', elem_id="examples-title")
-                if samples:
-                    gallery = gr.Dataset(
-                        components=[gr.Image(format="png", render=False)],
-                        samples=samples,
-                        type="index",
-                        layout="gallery",
-                        samples_per_page=12,
-                        label="Click a slice to segment it",
-                        elem_id="examples",
-                    )
-                else:
-                    gallery = None
-                    gr.HTML(
-                        '<p class="examples-caption">No example slices are bundled with this installation '
-                        "(add PNG slices to the <code>examples/</code> folder).</p>"
-                    )
-
+                    controls = _slice_input_panel()
+                    views = _slice_result_panel()
+                gallery = _examples_panel(samples)
             with gr.Tab("Volume", id="mode-volume", elem_id="volume-tab"):
                 volume_runs = build_volume_tab(VolumeCallbacks(callbacks), _download)
+        about = _about_panel()
 
-        with gr.Accordion("About", open=False, elem_id="about"):
-            about = gr.Markdown(about_markdown(None, None), elem_id="about-text")
-        gr.HTML(f'<footer class="app-footer">{NOT_FOR_CLINICAL_USE.replace("**", "")}</footer>')
-
-        # Hidden components of the /segment API event (see segment_api below).
-        api_trigger = gr.Button(visible=False, elem_id="api-trigger")
-        api_mask = gr.File(visible=False, label="Class-id mask PNG")
-        api_stats = gr.JSON(visible=False, label="Statistics")
-
-        # Wiring: each result component is named by its SegmentOutputs field and listed in the
-        # fields' order, so handlers pass the tuples' values on as they are.
-        views: dict[str, Component] = {
-            "mask_png": mask_button,
-            "stats": stats_json,
-            "overlay_png": overlay_button,
-            "stats_file": stats_button,
-            "overlay": overlay_view,
-            "mask_view": mask_view,
-            "confidence": confidence_view,
-            "card": card,
-            "state": state,
-        }
-        results = in_field_order(SegmentOutputs._fields, views)
-        rerendered = [views[name] for name in RenderOutputs._fields]
-        downloads = [views[name] for name in DOWNLOAD_FIELDS]
-
-        def show(outputs: SegmentOutputs) -> list[Any]:
-            # For the page's own events: download buttons are enabled only when they hold a file.
-            values: dict[str, Any] = outputs._asdict()
-            for name in DOWNLOAD_FIELDS:
-                values[name] = gr.DownloadButton(value=values[name], interactive=values[name] is not None)
-            return [values[name] for name in SegmentOutputs._fields]
-
-        def enable_downloads():
-            return [gr.DownloadButton(interactive=True)] * len(downloads)
-
-        # The API event returns plain values (file paths, dict), so clients get files, not updates;
-        # the buttons are enabled by a follow-up event. Parameter names and defaults are the API's:
-        # a client may send the image alone.
-        def segment(
-            image: str | None,
-            spacing_mm: str | None = None,
-            opacity: float = 0.5,
-            classes: list[str] | None = None,
-        ) -> list[Any]:
-            return list(overlay_from_file(callbacks.segment(image, spacing_mm, opacity, classes)))
-
-        # The API: a lean event of its own on hidden components, so a program receives the mask
-        # file and the statistics without the page's rendered views (each file output is one
-        # more download for gradio_client).
-        def segment_api(image: str | None, spacing_mm: str | None = None) -> tuple[str, dict[str, Any]]:
-            return callbacks.segment_api(image, spacing_mm)
-
-        api_trigger.click(
-            segment_api,
-            inputs=[upload, spacing],
-            outputs=[api_mask, api_stats],
-            api_name="segment",
-            api_description="Segment one MRI slice (image file or one single-frame DICOM image, up to 50 MB; "
-            "optional pixel spacing in mm such as "
-            "'1.5' or '1.5 x 1.63'). Returns the class-id mask PNG (0 background, 1 stomach, 2 small "
-            "bowel, 3 large bowel; the training masks' format) and the statistics.",
-            concurrency_id="model",
-        )
-
-        def preview(file: str | None, spacing_text: str):
-            return show(callbacks.preview(file, spacing_text))
-
-        def clear_all():
-            return [None, ""] + show(callbacks.clear())
-
-        def rerender(view_state, opacity_value: float, shown: list[str]):
-            return list(overlay_from_file(callbacks.rerender(view_state, opacity_value, shown)))
-
-        def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str]):
-            path, outputs = callbacks.example(index, spacing_text, opacity_value, shown)
-            return [path, *overlay_from_file(outputs)]
-
-        submit.click(
-            segment,
-            inputs=[upload, spacing, opacity, classes],
-            outputs=results,
-            api_visibility="private",
-            concurrency_id="model",
-        ).success(enable_downloads, outputs=downloads, api_visibility="private", show_progress="hidden")
-        upload.upload(
-            preview,
-            inputs=[upload, spacing],
-            outputs=results,
-            api_visibility="private",
-            concurrency_id="model",
-        )
-        upload.clear(
-            lambda: show(callbacks.clear()), outputs=results, api_visibility="private", show_progress="hidden"
-        )
-        clear.click(
-            clear_all,
-            outputs=[upload, spacing, *results],
-            api_visibility="private",
-            show_progress="hidden",
-        )
-        for control in (opacity, classes):
-            control.change(
-                rerender,
-                inputs=[state, opacity, classes],
-                outputs=rerendered,
-                api_visibility="private",
-                show_progress="hidden",
-                trigger_mode="always_last",
-            )
-        if gallery is not None:
-            gallery.click(
-                run_example,
-                inputs=[gallery, spacing, opacity, classes],
-                outputs=[upload, *results],
-                api_visibility="private",
-                concurrency_id="model",
-            ).success(enable_downloads, outputs=downloads, api_visibility="private", show_progress="hidden")
-
-        def load_about():
-            text, badges = callbacks.about()
-            return text, header_html(badges)
-
-        demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
-        # A volume model of its own loads at the first volume; the About then names its device.
-        for run in volume_runs:
-            run.success(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
+        # Wiring: the /segment API first, then the slice tab's events, then the About panel.
+        _wire_segment_api(callbacks, controls)
+        _wire_slice_tab(callbacks, controls, {**views, "state": state}, gallery)
+        _wire_about(demo, callbacks, about, header, volume_runs)
 
     configure_queue(demo, CONCURRENCY)
     guard_cache_sets(demo)
     return demo
+
+
+@dataclass(frozen=True)
+class SliceControls:
+    """The slice tab's input panel: the upload and the display controls."""
+
+    upload: gr.File
+    spacing: gr.Textbox
+    classes: gr.CheckboxGroup
+    opacity: gr.Slider
+    clear: gr.Button
+    submit: gr.Button
+
+
+def _slice_input_panel() -> SliceControls:
+    """Left column: upload, pixel spacing, legend, organ toggles, opacity, Clear and Submit."""
+    with gr.Column(scale=4, min_width=300, elem_id="left-col"):
+        upload = gr.File(
+            label="MRI slice: PNG (8 or 16-bit), JPEG, TIFF, BMP, WebP, or one DICOM image",
+            file_count="single",
+            type="filepath",
+            elem_id="upload",
+            height=170,
+        )
+        spacing = gr.Textbox(
+            label="Pixel spacing (mm), optional",
+            placeholder="read from the file name, or e.g. 1.5 or 1.5 x 1.5",
+            max_lines=1,
+            elem_id="spacing",
+        )
+        gr.HTML(legend_html(), elem_id="legend")
+        classes = gr.CheckboxGroup(
+            choices=[(label.display, label.name) for label in FOREGROUND],
+            value=[label.name for label in FOREGROUND],
+            label="Show on the overlay",
+            elem_id="class-toggles",
+        )
+        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
+        with gr.Row(elem_id="buttons"):
+            clear = gr.Button("Clear", variant="secondary", elem_id="clear")
+            submit = gr.Button("Submit", variant="primary", elem_id="submit")
+    return SliceControls(upload, spacing, classes, opacity, clear, submit)
+
+
+def _slice_result_panel() -> dict[str, Component]:
+    """Right column: the overlay, mask and confidence views, the card, the downloads and the JSON.
+
+    Returns:
+        The components by the :class:`SegmentOutputs` field each shows (all but ``state``).
+    """
+    with gr.Column(scale=7, min_width=360, elem_id="right-col"):
+        with gr.Tabs(elem_id="views"):
+            with gr.Tab("Overlay", id="tab-overlay"):
+                overlay_view = _image("Overlay", "overlay-view")
+            with gr.Tab("Mask", id="tab-mask"):
+                mask_view = _image("Mask", "mask-view")
+            with gr.Tab("Confidence", id="tab-confidence"):
+                confidence_view = _image("Confidence", "confidence-view")
+                gr.HTML(
+                    '<div class="colorbar"><span>low</span><span class="ramp"></span>'
+                    "<span>high confidence</span></div>"
+                )
+        card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
+        with gr.Row(elem_id="downloads"):
+            mask_button = _download("Mask PNG", "download-mask")
+            overlay_button = _download("Overlay PNG", "download-overlay")
+            stats_button = _download("Statistics JSON", "download-stats")
+        with gr.Accordion("Statistics as JSON", open=False, elem_id="json-accordion"):
+            stats_json = gr.JSON(label="Statistics", show_label=False)
+    return {
+        "mask_png": mask_button,
+        "stats": stats_json,
+        "overlay_png": overlay_button,
+        "stats_file": stats_button,
+        "overlay": overlay_view,
+        "mask_view": mask_view,
+        "confidence": confidence_view,
+        "card": card,
+    }
+
+
+def _examples_panel(samples: list[list[Any]]) -> gr.Dataset | None:
+    """"Try These Examples": a gallery of the example slices, or a line saying there are none."""
+    gr.HTML('<h2 class="section-title">Try These Examples</h2>', elem_id="examples-title")
+    if not samples:
+        gr.HTML(
+            '<p class="examples-caption">No example slices are bundled with this installation '
+            "(add PNG slices to the <code>examples/</code> folder).</p>"
+        )
+        return None
+    return gr.Dataset(
+        components=[gr.Image(format="png", render=False)],
+        samples=samples,
+        type="index",
+        layout="gallery",
+        samples_per_page=12,
+        label="Click a slice to segment it",
+        elem_id="examples",
+    )
+
+
+def _about_panel() -> gr.Markdown:
+    """The About accordion (filled when the page loads) and the not-for-clinical-use footer."""
+    with gr.Accordion("About", open=False, elem_id="about"):
+        about = gr.Markdown(about_markdown(None, None), elem_id="about-text")
+    gr.HTML(f'<footer class="app-footer">{NOT_FOR_CLINICAL_USE.replace("**", "")}</footer>')
+    return about
+
+
+def _wire_segment_api(callbacks: Callbacks, controls: SliceControls) -> None:
+    """The ``/segment`` API: a lean event of its own on hidden components, so a program receives
+    the mask file and the statistics without the page's rendered views (each file output is one
+    more download for gradio_client)."""
+    api_trigger = gr.Button(visible=False, elem_id="api-trigger")
+    api_mask = gr.File(visible=False, label="Class-id mask PNG")
+    api_stats = gr.JSON(visible=False, label="Statistics")
+
+    # Parameter names and defaults are the API's: a client may send the image alone.
+    def segment_api(image: str | None, spacing_mm: str | None = None) -> tuple[str, dict[str, Any]]:
+        return callbacks.segment_api(image, spacing_mm)
+
+    api_trigger.click(
+        segment_api,
+        inputs=[controls.upload, controls.spacing],
+        outputs=[api_mask, api_stats],
+        api_name="segment",
+        api_description="Segment one MRI slice (image file or one single-frame DICOM image, up to 50 MB; "
+        "optional pixel spacing in mm such as "
+        "'1.5' or '1.5 x 1.63'). Returns the class-id mask PNG (0 background, 1 stomach, 2 small "
+        "bowel, 3 large bowel; the training masks' format) and the statistics.",
+        concurrency_id="model",
+    )
+
+
+def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mapping[str, Component],
+                    gallery: gr.Dataset | None) -> None:
+    """The slice tab's events. Each result component is named by its SegmentOutputs field and
+    listed in the fields' order, so handlers pass the tuples' values on as they are."""
+    upload, spacing, opacity, classes = controls.upload, controls.spacing, controls.opacity, controls.classes
+    results = in_field_order(SegmentOutputs._fields, views)
+    rerendered = [views[name] for name in RenderOutputs._fields]
+    downloads = [views[name] for name in DOWNLOAD_FIELDS]
+
+    def show(outputs: SegmentOutputs) -> list[Any]:
+        # For the page's own events: download buttons are enabled only when they hold a file.
+        values: dict[str, Any] = outputs._asdict()
+        for name in DOWNLOAD_FIELDS:
+            values[name] = gr.DownloadButton(value=values[name], interactive=values[name] is not None)
+        return [values[name] for name in SegmentOutputs._fields]
+
+    def enable_downloads():
+        return [gr.DownloadButton(interactive=True)] * len(downloads)
+
+    # The events return plain values (file paths, dict), not updates; the buttons are enabled
+    # by a follow-up event.
+    def segment(image: str | None, spacing_mm: str | None = None, opacity: float = 0.5,
+                classes: list[str] | None = None) -> list[Any]:
+        return list(overlay_from_file(callbacks.segment(image, spacing_mm, opacity, classes)))
+
+    def preview(file: str | None, spacing_text: str):
+        return show(callbacks.preview(file, spacing_text))
+
+    def clear_all():
+        return [None, ""] + show(callbacks.clear())
+
+    def rerender(view_state, opacity_value: float, shown: list[str]):
+        return list(overlay_from_file(callbacks.rerender(view_state, opacity_value, shown)))
+
+    def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str]):
+        path, outputs = callbacks.example(index, spacing_text, opacity_value, shown)
+        return [path, *overlay_from_file(outputs)]
+
+    hidden: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    model: dict[str, Any] = {"api_visibility": "private", "concurrency_id": "model"}
+    controls.submit.click(segment, inputs=[upload, spacing, opacity, classes], outputs=results, **model
+                          ).success(enable_downloads, outputs=downloads, **hidden)
+    upload.upload(preview, inputs=[upload, spacing], outputs=results, **model)
+    upload.clear(lambda: show(callbacks.clear()), outputs=results, **hidden)
+    controls.clear.click(clear_all, outputs=[upload, spacing, *results], **hidden)
+    for control in (opacity, classes):
+        control.change(rerender, inputs=[views["state"], opacity, classes], outputs=rerendered,
+                       trigger_mode="always_last", **hidden)
+    if gallery is not None:
+        gallery.click(run_example, inputs=[gallery, spacing, opacity, classes], outputs=[upload, *results], **model
+                      ).success(enable_downloads, outputs=downloads, **hidden)
+
+
+def _wire_about(demo: gr.Blocks, callbacks: Callbacks, about: gr.Markdown, header: gr.HTML,
+                volume_runs: Sequence[Any]) -> None:
+    """Fill the About panel and the header's badge when the page loads, and again after each
+    volume run (a volume model of its own loads at the first volume; the About then names its device)."""
+    def load_about():
+        text, badges = callbacks.about()
+        return text, header_html(badges)
+
+    demo.load(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
+    for run in volume_runs:
+        run.success(load_about, outputs=[about, header], api_visibility="private", show_progress="hidden")
 
 
 class SnapshotSet(set):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
+from skimage.measure import marching_cubes
 
 from segapp.inference.render import overlay
 from segapp.labels import FOREGROUND
@@ -145,8 +146,6 @@ def organ_meshes(labels: np.ndarray, affine_lps: np.ndarray, *, max_faces: int =
         max_faces: Per organ: the marching-cubes step grows (1, 2, 3, ... voxels) until the surface
             has at most this many triangles, which bounds the file (about 30 bytes a triangle).
     """
-    from skimage.measure import marching_cubes
-
     meshes = []
     for label in FOREGROUND:
         mask = labels == label.id

@@ -7,12 +7,13 @@ slice tab's design: legend, organ toggles, opacity, stats card, download buttons
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from segapp.labels import FOREGROUND
-from segapp.ui.callbacks import legend_html
+from segapp.ui.cards import legend_html
 from segapp.ui.volume import VolumeCallbacks, VolumeOutputs, empty_views_html, empty_volume_card
 
 STATE_TTL_S = 1800  # as the slice tab's state: dropped after this long without an update
@@ -58,61 +59,101 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
     """
     state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row(equal_height=False, elem_id="vol-row"):
-        # Left: input and display controls
-        with gr.Column(scale=4, min_width=300, elem_id="vol-left"):
-            files = gr.File(
-                label="DICOM series (files or a .zip), NIfTI (.nii / .nii.gz), one DICOM file, or a .zip of a case-day folder",
-                file_count="multiple", type="filepath", elem_id="vol-upload", height=150,
-            )
-            folder = gr.File(label="Or a folder: a DICOM series or a case-day folder", file_count="directory",
-                             type="filepath", elem_id="vol-folder", height=110)
-            series = gr.Dropdown(label="Series", choices=[], visible=False, elem_id="vol-series")
-            gr.HTML(legend_html(), elem_id="vol-legend")
-            classes = gr.CheckboxGroup(
-                choices=[(label.display, label.name) for label in FOREGROUND],
-                value=[label.name for label in FOREGROUND],
-                label="Show on the overlay", elem_id="vol-class-toggles",
-            )
-            opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="vol-opacity")
-            with gr.Row(elem_id="vol-buttons"):
-                cancel = gr.Button("Cancel", variant="secondary", elem_id="vol-cancel")
-                submit = gr.Button("Segment volume", variant="primary", elem_id="vol-submit")
-            gr.HTML('<h2 class="section-title">Try the example</h2>')
-            example = gr.Dataset(
-                components=[gr.Textbox(render=False)],
-                samples=[["Phantom MR series: 144 axial slices, DICOM (zip)"]],
-                type="index", label="Click to segment it", elem_id="vol-examples",
-            )
+        controls = _input_panel()
+        components, mesh_view = _result_panel(download)
+    api = _api_components()
+    components["state"] = state
+    runs = _wire_volume_tab(volume, controls, components, mesh_view)
+    _wire_segment_volume_api(volume, api)
+    return runs
 
-        # Right: the planes, the card, the downloads, the 3D view
-        with gr.Column(scale=7, min_width=360, elem_id="vol-right"):
-            slider = gr.Slider(1, 2, value=1, step=1, interactive=False, elem_id="vol-slice",
-                               label="Slice (arrow keys, Page Up / Page Down)")
-            views = gr.HTML(empty_views_html(), elem_id="vol-views")
-            card = gr.HTML(empty_volume_card(), elem_id="vol-card")
-            with gr.Row(elem_id="vol-downloads"):
-                buttons = {
-                    "nifti": download("NIfTI labels", "vol-download-nifti"),
-                    "seg": download("DICOM-SEG", "vol-download-seg"),
-                    "rtstruct": download("RTSTRUCT", "vol-download-rtstruct"),
-                    "table": download("Organ table CSV", "vol-download-csv"),
-                    "mesh": download("Meshes (.glb)", "vol-download-glb"),
-                }
-            with gr.Accordion("3D view of the organs", open=True, elem_id="vol-3d"):
-                mesh_view = gr.Model3D(label="Organs (patient mm)", clear_color=(0.97, 0.98, 0.99, 1.0),
-                                       height=360, elem_id="vol-mesh")
-            with gr.Accordion("Statistics as JSON", open=False):
-                stats = gr.JSON(label="Statistics", show_label=False)
 
-    # Hidden components of the /segment_volume API event.
-    api_trigger = gr.Button(visible=False, elem_id="vol-api-trigger")
-    api_file = gr.File(visible=False, label="Volume file")
-    api_series = gr.Textbox(visible=False, label="Series UID")
-    api_labels = gr.File(visible=False, label="NIfTI label map")
-    api_stats = gr.JSON(visible=False, label="Statistics")
+@dataclass(frozen=True)
+class VolumeControls:
+    """The volume tab's input panel: the uploads, the series choice, display controls, the example."""
 
-    components: dict[str, Any] = {"views": views, "slider": slider, "card": card, "stats": stats, "state": state,
-                                  **buttons}
+    files: gr.File
+    folder: gr.File
+    series: gr.Dropdown
+    classes: gr.CheckboxGroup
+    opacity: gr.Slider
+    cancel: gr.Button
+    submit: gr.Button
+    example: gr.Dataset
+
+
+def _input_panel() -> VolumeControls:
+    """Left column: files or a folder, the series, legend, organ toggles, opacity, buttons, the example."""
+    with gr.Column(scale=4, min_width=300, elem_id="vol-left"):
+        files = gr.File(
+            label="DICOM series (files or a .zip), NIfTI (.nii / .nii.gz), one DICOM file, or a .zip of a case-day folder",
+            file_count="multiple", type="filepath", elem_id="vol-upload", height=150,
+        )
+        folder = gr.File(label="Or a folder: a DICOM series or a case-day folder", file_count="directory",
+                         type="filepath", elem_id="vol-folder", height=110)
+        series = gr.Dropdown(label="Series", choices=[], visible=False, elem_id="vol-series")
+        gr.HTML(legend_html(), elem_id="vol-legend")
+        classes = gr.CheckboxGroup(
+            choices=[(label.display, label.name) for label in FOREGROUND],
+            value=[label.name for label in FOREGROUND],
+            label="Show on the overlay", elem_id="vol-class-toggles",
+        )
+        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="vol-opacity")
+        with gr.Row(elem_id="vol-buttons"):
+            cancel = gr.Button("Cancel", variant="secondary", elem_id="vol-cancel")
+            submit = gr.Button("Segment volume", variant="primary", elem_id="vol-submit")
+        gr.HTML('<h2 class="section-title">Try the example</h2>')
+        example = gr.Dataset(
+            components=[gr.Textbox(render=False)],
+            samples=[["Phantom MR series: 144 axial slices, DICOM (zip)"]],
+            type="index", label="Click to segment it", elem_id="vol-examples",
+        )
+    return VolumeControls(files, folder, series, classes, opacity, cancel, submit, example)
+
+
+def _result_panel(download: Callable[[str, str], gr.DownloadButton]) -> tuple[dict[str, Any], gr.Model3D]:
+    """Right column: the slice slider, the planes, the card, the downloads, the 3D view, the JSON.
+
+    Returns:
+        The components by the :class:`VolumeOutputs` field each shows (all but ``state``), and the 3D view.
+    """
+    with gr.Column(scale=7, min_width=360, elem_id="vol-right"):
+        slider = gr.Slider(1, 2, value=1, step=1, interactive=False, elem_id="vol-slice",
+                           label="Slice (arrow keys, Page Up / Page Down)")
+        views = gr.HTML(empty_views_html(), elem_id="vol-views")
+        card = gr.HTML(empty_volume_card(), elem_id="vol-card")
+        with gr.Row(elem_id="vol-downloads"):
+            buttons = {
+                "nifti": download("NIfTI labels", "vol-download-nifti"),
+                "seg": download("DICOM-SEG", "vol-download-seg"),
+                "rtstruct": download("RTSTRUCT", "vol-download-rtstruct"),
+                "table": download("Organ table CSV", "vol-download-csv"),
+                "mesh": download("Meshes (.glb)", "vol-download-glb"),
+            }
+        with gr.Accordion("3D view of the organs", open=True, elem_id="vol-3d"):
+            mesh_view = gr.Model3D(label="Organs (patient mm)", clear_color=(0.97, 0.98, 0.99, 1.0),
+                                   height=360, elem_id="vol-mesh")
+        with gr.Accordion("Statistics as JSON", open=False):
+            stats = gr.JSON(label="Statistics", show_label=False)
+    return {"views": views, "slider": slider, "card": card, "stats": stats, **buttons}, mesh_view
+
+
+def _api_components() -> dict[str, Any]:
+    """Hidden components of the /segment_volume API event."""
+    return {
+        "trigger": gr.Button(visible=False, elem_id="vol-api-trigger"),
+        "file": gr.File(visible=False, label="Volume file"),
+        "series": gr.Textbox(visible=False, label="Series UID"),
+        "labels": gr.File(visible=False, label="NIfTI label map"),
+        "stats": gr.JSON(visible=False, label="Statistics"),
+    }
+
+
+def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, components: dict[str, Any],
+                     mesh_view: gr.Model3D) -> list[Any]:
+    """The volume tab's events; returns the two volume runs (the button's and the example's)."""
+    files, folder, series, opacity, classes = (controls.files, controls.folder, controls.series,
+                                               controls.opacity, controls.classes)
     # The mesh file goes to both its download button and the 3D view.
     results = [components[name] for name in VolumeOutputs._fields] + [mesh_view]
 
@@ -141,30 +182,34 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
     def stop(request: gr.Request) -> None:
         volume.cancel(request.session_hash)
 
+    runs: dict[str, Any] = {"api_visibility": "private", "concurrency_id": "volume", "concurrency_limit": 1}
+    for source in (files, folder):
+        source.upload(inspect, inputs=[files, folder], outputs=[series, components["card"]], api_visibility="private")
+    files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
+                api_visibility="private", show_progress="hidden")
+    running = controls.submit.click(run, inputs=[files, folder, series, opacity, classes], outputs=results, **runs)
+    controls.cancel.click(stop, api_visibility="private", show_progress="hidden", cancels=[running])
+    from_example = controls.example.click(
+        lambda _: [volume.example()], inputs=[controls.example], outputs=[files], api_visibility="private",
+        show_progress="hidden",
+    ).then(run, inputs=[files, folder, series, opacity, classes], outputs=results, **runs)
+    for control in (components["slider"], opacity, classes):
+        control.change(volume.show, inputs=[components["state"], components["slider"], opacity, classes],
+                       outputs=[components["views"]], api_visibility="private", show_progress="hidden",
+                       trigger_mode="always_last", concurrency_id="browse", concurrency_limit=BROWSE_CONCURRENCY)
+    return [running, from_example]
+
+
+def _wire_segment_volume_api(volume: VolumeCallbacks, api: dict[str, Any]) -> None:
+    """The ``/segment_volume`` API on its hidden components: the label map and the statistics."""
     def segment_volume(file: str | None, series_uid: str | None = None) -> tuple[str, dict[str, Any]]:
         return volume.segment_api(file, series_uid)
 
-    for source in (files, folder):
-        source.upload(inspect, inputs=[files, folder], outputs=[series, card], api_visibility="private")
-    files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
-                api_visibility="private", show_progress="hidden")
-    running = submit.click(run, inputs=[files, folder, series, opacity, classes], outputs=results,
-                           api_visibility="private", concurrency_id="volume", concurrency_limit=1)
-    cancel.click(stop, api_visibility="private", show_progress="hidden", cancels=[running])
-    from_example = example.click(lambda _: [volume.example()], inputs=[example], outputs=[files], api_visibility="private",
-                                 show_progress="hidden").then(
-        run, inputs=[files, folder, series, opacity, classes], outputs=results, api_visibility="private",
-        concurrency_id="volume", concurrency_limit=1)
-    for control in (slider, opacity, classes):
-        control.change(volume.show, inputs=[state, slider, opacity, classes], outputs=[views],
-                       api_visibility="private", show_progress="hidden", trigger_mode="always_last",
-                       concurrency_id="browse", concurrency_limit=BROWSE_CONCURRENCY)
-    api_trigger.click(
-        segment_volume, inputs=[api_file, api_series], outputs=[api_labels, api_stats],
+    api["trigger"].click(
+        segment_volume, inputs=[api["file"], api["series"]], outputs=[api["labels"], api["stats"]],
         api_name="segment_volume", concurrency_id="volume", concurrency_limit=1,
         api_description="Segment a volume (a zip of a DICOM series or of a case-day folder of competition-named PNG slices, "
         "a .nii / .nii.gz, or one DICOM file; "
         "optional SeriesInstanceUID when the zip holds several). Returns the NIfTI label map (0 background, "
         "1 stomach, 2 small bowel, 3 large bowel, on the input's grid) and the statistics.",
     )
-    return [running, from_example]

@@ -74,7 +74,7 @@ def test_a_volume_feeds_each_slice_with_its_neighbours(segmenter_2_5d: Segmenter
 
 
 def test_the_page_card_and_the_api_stats_carry_the_notice(segmenter_2_5d: Segmenter) -> None:
-    from segapp.ui.callbacks import stats_card_html, stats_payload
+    from segapp.ui.cards import stats_card_html, stats_payload
 
     prediction = segmenter_2_5d.predict(_smooth((40, 48), 0.0))
     assert "This model reads neighbouring slices" in stats_card_html(prediction)

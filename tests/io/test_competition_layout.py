@@ -15,7 +15,7 @@ from segapp.io.competition_raw import PrepareError
 from segapp.io.naming import parse_slice_name
 from segapp.io.readers import read_image
 from segapp.io.rle import rle_encode
-from segapp.training.data import find_pairs, read_mask
+from segapp.metrics.labelled_data import find_pairs, read_mask
 
 H, W = 16, 20  # not square, so a swapped width and height cannot pass
 ORGANS = ("large_bowel", "small_bowel", "stomach")  # the competition CSV's order

@@ -86,7 +86,7 @@ def test_a_label_volume_off_the_image_grid_is_refused(tiny_segmenter, tmp_path: 
     affine = labels.affine.copy()
     affine[0, 3] += 5  # 5 mm off
     nib.save(nib.Nifti1Image(np.asarray(labels.dataobj), affine), tmp_path / "p_labels.nii.gz")
-    from segapp.training.data import DataError
+    from segapp.metrics.labelled_data import DataError
 
     with pytest.raises(DataError, match="not on the scan's grid"):
         evaluate_volumes(tmp_path, segmenter=tiny_segmenter, progress=False)

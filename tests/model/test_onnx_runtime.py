@@ -46,7 +46,7 @@ def test_onnx_runtime_gives_the_torch_masks(onnx_segmenter: Segmenter, tiny_segm
     info = onnx_segmenter.describe()
     assert info["runtime"] == "onnxruntime (cpu)" and info["onnx_exported"] and info["onnx_prepare_seconds"] > 0
     assert info["onnx_file"] == str(onnx_segmenter.onnx.path)
-    from segapp.ui.callbacks import about_markdown
+    from segapp.ui.cards import about_markdown
 
     assert "Running on: `cpu` with onnxruntime (cpu)" in about_markdown(info, None)
     assert "Running on: `cpu`\n" in about_markdown(tiny_segmenter.describe(), None) + "\n"

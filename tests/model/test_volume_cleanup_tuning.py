@@ -69,8 +69,8 @@ def test_predict_volume_applies_the_stored_clean_up(tiny_model_dir: Path, tmp_pa
 
 
 def test_the_2d_clean_up_is_tuned_on_the_slices_of_volumes(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from segapp.metrics.labelled_data import load_valid_set
     from segapp.metrics.scoring import score_slices
-    from segapp.training.data import load_valid_set
     from segapp.tune_postprocessing import tune
 
     for case in (1, 2):

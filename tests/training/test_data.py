@@ -17,8 +17,9 @@ from PIL import Image
 
 from segapp.io.image import save_mask_png, save_png
 from segapp.io.readers import read_image
+from segapp.metrics.labelled_data import DataError, Pair, find_pairs, load_valid_set, read_mask
 from segapp.model.processing import ProcessingConfig, resize_gray
-from segapp.training.data import DataError, Pair, find_pairs, load_train_set, load_valid_set, read_mask
+from segapp.training.data import load_train_set
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

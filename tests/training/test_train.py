@@ -14,12 +14,13 @@ from PIL import Image
 
 from segapp.inference.segmenter import Segmenter
 from segapp.io.readers import read_image
+from segapp.metrics.labelled_data import DataError, find_pairs, load_valid_set, read_mask
 from segapp.model.processing import ProcessingConfig, normalize, preprocess
 from segapp.model.weights import load_model
 from segapp.train import main
 from segapp.training.augment import AugmentConfig, augment
 from segapp.training.config import TrainingError, config_from_args
-from segapp.training.data import DataError, find_pairs, load_train_set, load_valid_set, read_mask
+from segapp.training.data import load_train_set
 from segapp.training.loss import segmentation_loss
 
 TINY_ARGS = ["--image-size", "64", "--batch-size", "2", "--grad-accum", "1", "--no-progress", "--log-every", "1"]

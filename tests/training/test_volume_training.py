@@ -12,10 +12,11 @@ import torch
 from helpers import save_tiny_model
 
 from segapp.io.readers import read_volume
+from segapp.metrics.labelled_data import DataError, is_volume_split, load_valid_set
 from segapp.model.processing import ProcessingConfig, resize_gray
 from segapp.synthetic.volume_files import generate_volumes
 from segapp.train import main
-from segapp.training.data import DataError, is_volume_split, load_train_set, load_valid_set
+from segapp.training.data import load_train_set
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ from segapp.ui.callbacks import (
     Callbacks,
     OutputFolders,
     ViewState,
-    about_markdown,
     find_examples,
     parse_spacing_text,
 )
+from segapp.ui.cards import about_markdown
 from segapp.ui.page import OUTPUT_SUBDIR, build_demo, in_field_order
 from segapp.ui.server import (
     SAME,
