@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from segapp.io.nifti import write_label_nifti
+from segapp.io.readers import read_volume
+from segapp.io.volume import DISPLAY_AXCODES, LPS_TO_RAS
+from segapp.synthetic.anatomy import SLICES_PER_SCAN
 from segapp.synthetic.volume import PhantomVolume, phantom_volume
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -103,6 +107,7 @@ def write_dicom_series(volume: PhantomVolume, folder: str | Path, *, orientation
     Returns:
         The written files, in instance order.
     """
+    # pydicom (about 0.4 s) loads only when DICOM is written: `segapp.phantom --help` stays fast.
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -192,10 +197,9 @@ def write_nifti_pair(volume: PhantomVolume, folder: str | Path, *, axcodes: str 
             "RAS", "LAS"; the third must be S or I: NIfTI slices are along the third axis).
         name: File name stem.
     """
+    # nibabel loads only when NIfTI is written (as pydicom in write_dicom_series).
     import nibabel as nib
     import nibabel.orientations as ornt
-
-    from segapp.io.volume import DISPLAY_AXCODES, LPS_TO_RAS
 
     if len(axcodes) != 3 or axcodes[2] not in "SI":
         raise ValueError(f"axcodes {axcodes!r}: three axis codes, the third S or I")
@@ -243,8 +247,6 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
     Returns:
         The written series folders or image files.
     """
-    from segapp.synthetic.anatomy import SLICES_PER_SCAN
-
     if file_format not in ("nifti", "dicom"):
         raise ValueError(f"file_format must be nifti or dicom, got {file_format!r}")
     if orientation != "mixed" and orientation not in ORIENTATIONS:
@@ -261,9 +263,6 @@ def generate_volumes(out: str | Path, *, cases: int, seed: int, file_format: str
             continue
         how = sorted(ORIENTATIONS)[(case - 1) % len(ORIENTATIONS)] if orientation == "mixed" else orientation
         write_dicom_series(volume, out / name, orientation=how, reverse=reverse, seed=seed)
-        from segapp.io.nifti import write_label_nifti
-        from segapp.io.readers import read_volume
-
         write_label_nifti(volume.labels, read_volume(out / name), out / f"{name}_labels.nii.gz")
         written.append(out / name)
     return written
@@ -282,6 +281,7 @@ def write_enhanced_mr(volume: PhantomVolume, path: str | Path, *, orientation: s
             sort by position, not by frame number.
         seed: Makes the UIDs deterministic.
     """
+    # pydicom only when DICOM is written (see write_dicom_series).
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
