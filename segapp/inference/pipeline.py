@@ -198,7 +198,7 @@ def write_volume(prediction: VolumePrediction, folder: str | os.PathLike[str], f
     if segmenter is not None and DICOM_FORMATS & set(formats):
         algorithm = algorithm_of(segmenter)  # hashes the weights: only when a DICOM output names them
     try:
-        return write_volume_outputs(prediction, folder, formats, algorithm=algorithm)
+        return write_volume_outputs(prediction, Path(folder), formats, algorithm=algorithm)
     except InvalidVolumeError as exc:
         raise VolumeError(str(exc), "format") from None
     except OSError as exc:
