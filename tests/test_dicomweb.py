@@ -18,6 +18,7 @@ import requests
 from helpers import free_port
 
 from segapp import dicomweb
+from segapp.inference import pacs
 from segapp.io.dicom_seg import read_dicom_seg_labels
 from segapp.io.dicomweb import Auth, Pacs, PacsError, Retry, StoreOutcome, stow_outcome
 from segapp.io.readers import read_volume
@@ -157,7 +158,7 @@ def test_round_trip_stores_seg_and_rtstruct_in_the_study_decoding_to_predict_vol
     files, header = uploaded
     study = str(header.StudyInstanceUID)
     start = time.perf_counter()
-    result = dicomweb.segment_series(orthanc.dicomweb, study=study, segmenter=tiny_segmenter, retry=FAST,
+    result = pacs.segment_series(orthanc.dicomweb, study=study, segmenter=tiny_segmenter, retry=FAST,
                                      log=lambda _: None)
     seconds = time.perf_counter() - start
     print(f"round trip of a 4-slice series against local Orthanc: {seconds:.2f} s {result.seconds}")
@@ -198,10 +199,10 @@ def test_a_study_with_several_mr_series_picks_the_axial_one_and_refuses_a_sagitt
     study = str(header.StudyInstanceUID)
     sagittal = sagittal_copy(files, tmp_path / "sagittal")
     orthanc.upload(sagittal)
-    pacs = Pacs(orthanc.dicomweb, retry=FAST)
-    assert dicomweb.choose_series(pacs, study=study, series=None).series == str(header.SeriesInstanceUID)
+    client = Pacs(orthanc.dicomweb, retry=FAST)
+    assert pacs.choose_series(client, study=study, series=None).series == str(header.SeriesInstanceUID)
     with pytest.raises(PacsError, match="cannot be segmented.*(sagittal|axial)"):
-        dicomweb.segment_series(orthanc.dicomweb, study=study, series=str(pydicom.dcmread(sagittal[0]).SeriesInstanceUID),
+        pacs.segment_series(orthanc.dicomweb, study=study, series=str(pydicom.dcmread(sagittal[0]).SeriesInstanceUID),
                                 segmenter=tiny_segmenter, retry=FAST, log=lambda _: None)
     # Two axial series of one study are listed, and one must be chosen.
     other, _ = phantom_series(tmp_path / "second", seed=11)
@@ -212,7 +213,7 @@ def test_a_study_with_several_mr_series_picks_the_axial_one_and_refuses_a_sagitt
         ds.save_as(file)
     orthanc.upload(other)
     with pytest.raises(PacsError, match="2 axial MR series; choose one with --series") as caught:
-        dicomweb.choose_series(pacs, study=study, series=None)
+        pacs.choose_series(client, study=study, series=None)
     described = str(pydicom.dcmread(other[0]).SeriesDescription)  # the sequence of the case's contrast family
     assert "1.2.3.4.5.6" in str(caught.value) and described in str(caught.value)
 
@@ -224,7 +225,7 @@ def test_the_docs_python_snippet_runs_against_orthanc(orthanc: Orthanc, tiny_seg
     files, header = phantom_series(tmp_path / "series", seed=16, count=3)
     orthanc.upload(files)
     # The bundled weights would do, slower: the tiny model stands in for them.
-    monkeypatch.setattr(dicomweb, "_load", lambda weights, device: tiny_segmenter)
+    monkeypatch.setattr(pacs, "_load", lambda weights, options: tiny_segmenter)
     namespace: dict[str, object] = {"study_uid": str(header.StudyInstanceUID)}
     exec(compile(block.replace("http://127.0.0.1:8042", orthanc.url), "docs/pacs.md", "exec"), namespace)
     assert set(namespace["result"].new_series) == {"seg", "rtstruct"}  # type: ignore[attr-defined]
@@ -258,13 +259,13 @@ def test_orthanc_stopped_mid_run_stores_nothing(tiny_segmenter, tmp_path: Path, 
         server.upload(files)
         real = tiny_segmenter.predict_volume
 
-        def predict_then_lose_the_server(volume):
+        def predict_then_lose_the_server(volume, **options):
             server.stop()  # the series is retrieved; the store will find nobody
-            return real(volume)
+            return real(volume, **options)
 
         monkeypatch.setattr(tiny_segmenter, "predict_volume", predict_then_lose_the_server)
         with pytest.raises(PacsError, match="storing the results: cannot reach"):
-            dicomweb.segment_series(server.dicomweb, study=str(header.StudyInstanceUID), segmenter=tiny_segmenter,
+            pacs.segment_series(server.dicomweb, study=str(header.StudyInstanceUID), segmenter=tiny_segmenter,
                                     retry=FAST, log=lambda _: None)
         server.start()
         study = str(header.StudyInstanceUID)
@@ -356,7 +357,7 @@ def test_a_stow_answer_with_a_failure_says_which_object_was_stored(tmp_path: Pat
 
     files = {"seg": _dataset(tmp_path / "seg.dcm", "1.1", "9.1"), "rtstruct": _dataset(tmp_path / "rt.dcm", "1.2", "9.2")}
     with pytest.raises(PacsError, match="refused the RTSTRUCT; stored: DICOM-SEG"):
-        dicomweb._store(HalfTaking(), "1", files)  # type: ignore[arg-type]
+        pacs._store(HalfTaking(), "1", files)  # type: ignore[arg-type]
 
 
 def test_a_store_cut_after_the_seg_says_plainly_that_only_the_seg_was_stored(
@@ -373,7 +374,7 @@ def test_a_store_cut_after_the_seg_says_plainly_that_only_the_seg_was_stored(
 
     monkeypatch.setattr(DICOMwebClient, "store_instances", seg_then_cut)
     with pytest.raises(PacsError, match="refused the RTSTRUCT; stored: DICOM-SEG"):
-        dicomweb.segment_series(orthanc.dicomweb, study=str(header.StudyInstanceUID), segmenter=tiny_segmenter,
+        pacs.segment_series(orthanc.dicomweb, study=str(header.StudyInstanceUID), segmenter=tiny_segmenter,
                                 retry=FAST, log=lambda _: None)
     study = str(header.StudyInstanceUID)
     assert len(orthanc.series_of(study, "SEG")) == 1 and orthanc.series_of(study, "RTSTRUCT") == []
@@ -388,12 +389,12 @@ def test_watch_picks_up_a_new_series_once_across_restarts(orthanc: Orthanc, uplo
     state = tmp_path / "state.json"
     quiet = {"segmenter": tiny_segmenter, "retry": FAST, "log": lambda _: None, "interval_s": 0.05}
     # First run: what is there already is the baseline, not processed.
-    assert dicomweb.watch(orthanc.dicomweb, state=state, polls=1, **quiet) == []
+    assert pacs.watch(orthanc.dicomweb, state=state, polls=1, **quiet) == []
     files, header = phantom_series(tmp_path / "new", seed=14, count=3)
     orthanc.upload(files)
-    done = dicomweb.watch(orthanc.dicomweb, state=state, polls=2, description="*AX (phantom)*", **quiet)
+    done = pacs.watch(orthanc.dicomweb, state=state, polls=2, description="*AX (phantom)*", **quiet)
     assert [r.series for r in done] == [str(header.SeriesInstanceUID)]
-    assert dicomweb.watch(orthanc.dicomweb, state=state, polls=1, **quiet) == []  # remembered
+    assert pacs.watch(orthanc.dicomweb, state=state, polls=1, **quiet) == []  # remembered
     assert len(orthanc.series_of(str(header.StudyInstanceUID), "SEG")) == 1
     saved = json.loads(state.read_text())["seen"][str(header.SeriesInstanceUID)]
     assert saved["status"] == "done" and set(saved["new_series"]) == {"seg", "rtstruct"}
@@ -404,7 +405,7 @@ def test_watch_stops_cleanly_on_sigterm(orthanc: Orthanc, tiny_segmenter, tmp_pa
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     start = time.monotonic()
-    dicomweb.watch(orthanc.dicomweb, state=tmp_path / "state.json", interval_s=0.1, segmenter=tiny_segmenter,
+    pacs.watch(orthanc.dicomweb, state=tmp_path / "state.json", interval_s=0.1, segmenter=tiny_segmenter,
                    log=lambda _: None)
     timer.join()
     assert time.monotonic() - start < 5 and signal.getsignal(signal.SIGTERM) is before

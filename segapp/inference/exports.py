@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segapp.inference.volume import VolumePrediction
-from segapp.io.dicom_seg import Algorithm, require_dicom
+from segapp.io.dicom_seg import Algorithm, require_dicom, write_dicom_seg
+from segapp.io.label_table import write_label_tables
+from segapp.io.nifti import write_label_nifti
+from segapp.io.rtstruct import write_rtstruct
 from segapp.labels import FOREGROUND
 from segapp.version import __version__
 
@@ -24,6 +27,7 @@ FILE_NAMES = {"nifti": "segmentation.nii.gz", "dicom-seg": "seg.dcm", "rtstruct"
 
 def algorithm_of(segmenter: Segmenter) -> Algorithm:
     """What a DICOM export names as its maker: segapp's version, the weights' name and hash."""
+    # Here, not at the top: segapp.model.weights imports torch, which writing a label file does without.
     from segapp.model.weights import weights_fingerprint
 
     source = str(segmenter.loaded.source).rstrip("/\\")
@@ -62,11 +66,6 @@ def write_volume_outputs(prediction: VolumePrediction, folder: str | Path, forma
     Raises:
         InvalidVolumeError: A DICOM output for a non-DICOM input (before anything is written).
     """
-    from segapp.io.dicom_seg import write_dicom_seg
-    from segapp.io.label_table import write_label_tables
-    from segapp.io.nifti import write_label_nifti
-    from segapp.io.rtstruct import write_rtstruct
-
     formats = list(formats)
     volume, labels = prediction.volume, prediction.labels
     for name in formats:

@@ -29,17 +29,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from segapp.inference.options import SegmenterOptions
+from segapp.inference.volume import VolumePrediction, volume_prediction
 from segapp.io.image import ScanImage
 from segapp.io.readers import read_image
 from segapp.labels import LABELS
-from segapp.model.context import single_slice_notice
+from segapp.model.context import context_indices, context_stack, single_slice_notice
 from segapp.model.head_folding import fold
 from segapp.model.processing import postprocess, preprocess, remove_small_regions
-from segapp.model.runtime import COMPILE_MODES, RUNTIMES, pick_device, synchronize
+from segapp.model.runtime import pick_device, synchronize
 from segapp.model.weights import LoadedModel, load_model, model_summary
 
 if TYPE_CHECKING:
-    from segapp.inference.volume import VolumePrediction
     from segapp.io.volume import ScanVolume
     from segapp.model.onnx_runtime import OnnxLogits
 
@@ -142,50 +143,27 @@ class Segmenter:
     :meth:`predict`), so a busy server runs one forward pass for many requests.
     """
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        *,
-        device: str | torch.device = "auto",
-        max_batch_size: int = 16,
-        warmup: bool = True,
-        fold_head: bool = True,
-        min_region_px: int | None = None,
-        combine_requests: bool = True,
-        compile: str = "off",
-        runtime: str = "torch",
-    ) -> None:
+    def __init__(self, loaded: LoadedModel, options: SegmenterOptions | None = None, **overrides: Any) -> None:
         """Wrap a loaded model.
 
         Args:
             loaded: From :func:`segapp.model.weights.load_model`.
-            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            max_batch_size: Largest batch :meth:`predict_batch` sends to the model at once.
-            warmup: Run one forward pass now, so the first request is not the slow one.
-            fold_head: Run the decode head in its folded form (:mod:`segapp.model.head_folding`):
-                the same logits up to float rounding, about half the arithmetic.
-            min_region_px: Override the model folder's small-region clean-up
-                (:func:`segapp.model.processing.remove_small_regions`); None keeps the folder's
-                value, 0 turns it off.
-            combine_requests: Let concurrent :meth:`predict` calls share forward passes.
-            compile: ``off``, or a ``torch.compile`` mode (``default``, ``reduce-overhead``
-                for CUDA graphs, ``max-autotune``). Batches are padded to a power of two, so
-                only a few shapes are compiled; with ``warmup`` all of them are compiled now
-                (seconds to minutes) instead of at the first requests of each size.
-            runtime: ``torch``, or ``onnx``: run the network with ONNX Runtime on the CPU
-                (:mod:`segapp.model.onnx_runtime`; optional extra ``segapp[onnx]``; exported once
-                per weights and cached). Pre- and post-processing stay the same.
+            options: How it runs (:class:`~segapp.inference.options.SegmenterOptions`; default:
+                the defaults).
+            **overrides: Option keywords applied on top of ``options`` (``device="cpu"``, ...).
+
+        Raises:
+            ValueError: Options that do not fit together or with the device (``onnx`` off the CPU).
         """
+        options = SegmenterOptions.of(options, **overrides)
+        self.options = options
+        device, compile, runtime = options.device, options.compile, options.runtime
         self.device = pick_device(device)
         self.loaded = loaded
         self.model = loaded.model.to(self.device).eval()  # one move; no-op when already there
         # What runs: the folded inference form, built from the weights as they are now.
-        self.network = fold(self.model) if fold_head else self.model
-        if compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+        self.network = fold(self.model) if options.fold_head else self.model
         self.compile = compile
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.runtime = runtime
         self._logits: Callable[[torch.Tensor], torch.Tensor] = self._eager_logits
         self.onnx: OnnxLogits | None = None
@@ -195,8 +173,7 @@ class Segmenter:
                     f"runtime 'onnx' runs on the CPU (ONNX Runtime's CPU provider); the device here is "
                     f"{self.device}. Use --device cpu, or the default torch runtime on {self.device.type}."
                 )
-            if compile != "off":
-                raise ValueError("runtime 'onnx' and compile are alternatives: choose one of them")
+            # Here, not at the top: onnxruntime is an optional extra, imported only when asked for.
             from segapp.model.onnx_runtime import OnnxLogits
 
             self.onnx = OnnxLogits(self.network, loaded.processing.height, loaded.processing.width)
@@ -215,19 +192,17 @@ class Segmenter:
             self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segapp-model")
             self._logits = functools.partial(self._on_model_thread, compiled)
         self.processing = loaded.processing
-        if min_region_px is not None:
-            if min_region_px < 0:
-                raise ValueError(f"min_region_px must be >= 0, got {min_region_px}")
-            self.processing = replace(self.processing, min_region_px=int(min_region_px))
-        self.max_batch_size = max(1, int(max_batch_size))
+        if options.min_region_px is not None:
+            self.processing = replace(self.processing, min_region_px=int(options.min_region_px))
+        self.max_batch_size = int(options.max_batch_size)  # lowered when a batch runs out of device memory
         self._lock = threading.Lock()
-        self.combine_requests = combine_requests
+        self.combine_requests = options.combine_requests
         self._pending: collections.deque[_Ticket] = collections.deque()
         self._pending_lock = threading.Lock()
         self._leader_lock = threading.Lock()
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
-        if warmup:
+        if options.warmup:
             start = time.perf_counter()
             probe = np.tile(np.arange(self.processing.width, dtype=np.uint8), (self.processing.height, 1))
             for bucket in self._buckets() if compile != "off" else [1]:
@@ -235,31 +210,19 @@ class Segmenter:
             self.warmup_seconds = time.perf_counter() - start
 
     @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike[str],
-        *,
-        device: str | torch.device = "auto",
-        max_batch_size: int = 16,
-        warmup: bool = True,
-        fold_head: bool = True,
-        min_region_px: int | None = None,
-        combine_requests: bool = True,
-        compile: str = "off",
-        runtime: str = "torch",
-    ) -> Segmenter:
+    def from_pretrained(cls, source: str | os.PathLike[str], options: SegmenterOptions | None = None,
+                        **overrides: Any) -> Segmenter:
         """Load weights from any source :func:`segapp.load_model` accepts, straight onto the device.
 
-        Records ``load_seconds`` and ``warmup_seconds``.
+        ``options`` and ``overrides`` as for :class:`Segmenter`. Records ``load_seconds`` and
+        ``warmup_seconds``.
         """
-        target = pick_device(device)
+        options = SegmenterOptions.of(options, **overrides)
+        target = pick_device(options.device)
         start = time.perf_counter()
         loaded = load_model(source, device=target)
         load_seconds = time.perf_counter() - start
-        segmenter = cls(
-            loaded, device=target, max_batch_size=max_batch_size, warmup=warmup, fold_head=fold_head,
-            min_region_px=min_region_px, combine_requests=combine_requests, compile=compile, runtime=runtime,
-        )
+        segmenter = cls(loaded, replace(options, device=target))
         segmenter.load_seconds = load_seconds
         return segmenter
 
@@ -427,15 +390,43 @@ class Segmenter:
     def predict_volume(self, volume: ScanVolume, *, batch_size: int | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        min_component_ml: float | None = None) -> VolumePrediction:
-        """Segment every slice of a :class:`~segapp.io.volume.ScanVolume` through
-        :meth:`predict_batch`; see :func:`segapp.inference.volume.predict_volume`. The 3D clean-up
-        is the model folder's (``min_component_ml`` None) or the one given (0: off)."""
-        from segapp.inference.volume import predict_volume
+        """Segment every slice of a :class:`~segapp.io.volume.ScanVolume` through :meth:`predict_batch`.
 
+        With a 2D model slice k gets exactly the mask it would get alone. A 2.5D model gets each
+        slice with its neighbours in the input channels (:func:`segapp.model.context.context_indices`
+        over the volume's slices: at the ends, the nearest slice there is).
+
+        Args:
+            volume: The scan; its slices are fed as the slice reader makes them (8-bit, per slice).
+            batch_size: Slices per forward pass (default: ``max_batch_size``).
+            progress: Called with (slices done, total) after each batch; an exception it raises
+                stops the run.
+            min_component_ml: The 3D clean-up (:func:`segapp.inference.volume.remove_small_components`):
+                None: the model folder's; 0: off.
+        """
+        start = time.perf_counter()
+        slices = volume.slices_uint8()
+        spacing = (volume.spacing_mm[1], volume.spacing_mm[2])
+        step = max(1, batch_size or self.max_batch_size)
+        labels = np.empty(volume.shape, dtype=np.uint8)
+        confidence = np.empty(volume.shape, dtype=np.float16)
+        total = volume.shape[0]
+        offsets = self.processing.context_offsets
+        neighbours = context_indices(range(total), offsets) if self.processing.is_2_5d else None
+        for first in range(0, total, step):
+            rows = range(first, min(total, first + step))
+            chunk = [ScanImage(pixels=slices[k], spacing_mm=spacing, bit_depth=8, original_mode=volume.kind)
+                     for k in rows]
+            stacks = None if neighbours is None else [context_stack(slices, neighbours, k) for k in rows]
+            for offset, prediction in enumerate(self.predict_batch(chunk, stacks=stacks)):
+                labels[first + offset] = prediction.mask
+                confidence[first + offset] = prediction.confidence
+            if progress is not None:
+                progress(min(total, first + step), total)
         if min_component_ml is None:
             min_component_ml = self.processing.min_component_ml
-        return predict_volume(self, volume, batch_size=batch_size, progress=progress,
-                              min_component_ml=min_component_ml)
+        return volume_prediction(volume, labels, confidence, device=str(self.device),
+                                 min_component_ml=min_component_ml, started=start)
 
     def describe(self) -> dict[str, Any]:
         """Model, device and start-up figures for pages and logs."""

@@ -1,30 +1,21 @@
-"""Volume inference: every slice of a :class:`ScanVolume` through the Segmenter's batched path,
-then per-organ volumes in mL.
+"""A segmented volume: its result type, per-organ volumes in mL, and the 3D clean-up.
 
-The slices go through :meth:`Segmenter.predict_batch` (one preprocessing, one postprocessing, the
-2D clean-up stored with the model), so with a 2D model a volume's slice k gets exactly the mask
-that slice would get alone. A 2.5D model (``segapp_context_offsets`` in the model folder) gets each
-slice with its neighbours in the input channels (:func:`segapp.model.context.context_indices` over
-the volume's slice indices: at the ends, the nearest slice there is). An optional 3D clean-up then removes 26-connected components smaller than a volume in mL.
+The slices are segmented by :meth:`segapp.inference.segmenter.Segmenter.predict_volume` (the
+Segmenter's batched path); this module holds what that and anything else that has labels on a
+volume's grid (slice predictions stacked, labels handed in) share, and imports no model code.
+An optional 3D clean-up removes 26-connected components smaller than a volume in mL.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from segapp.io.volume import ScanVolume
 from segapp.labels import FOREGROUND
-from segapp.model.context import context_indices, context_stack
-
-if TYPE_CHECKING:  # pragma: no cover
-    from segapp.inference.segmenter import Segmenter
-
-Progress = Callable[[int, int], None]  # (slices done, total)
 
 
 @dataclass(frozen=True)
@@ -53,15 +44,16 @@ class VolumePrediction:
 
     Attributes:
         labels: (Z, H, W) uint8 class ids on the volume's grid (display order).
-        confidence: (Z, H, W) float16 probability of the chosen class.
+        confidence: (Z, H, W) float16 probability of the chosen class; None for labels that
+            no model gave (handed in, e.g. corrected).
         organs: Organ name -> :class:`OrganVolume`, for every foreground class.
-        timings_ms: "slices" (the batched 2D path), "cleanup_3d", "total".
+        timings_ms: "slices" (the batched 2D path), "cleanup_3d", "total"; empty when not timed.
         device: Where the model ran.
         volume: The scan.
     """
 
     labels: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None
     organs: dict[str, OrganVolume]
     timings_ms: dict[str, float]
     device: str
@@ -77,53 +69,36 @@ class VolumePrediction:
         }
 
 
-def predict_volume(
-    segmenter: Segmenter,
-    volume: ScanVolume,
-    *,
-    batch_size: int | None = None,
-    progress: Progress | None = None,
-    min_component_ml: float = 0.0,
-) -> VolumePrediction:
-    """Segment every slice of ``volume``.
+def volume_prediction(volume: ScanVolume, labels: np.ndarray, confidence: np.ndarray | None = None, *,
+                      device: str, min_component_ml: float = 0.0, started: float | None = None) -> VolumePrediction:
+    """A :class:`VolumePrediction` of ``labels`` on ``volume``: the 3D clean-up, then the organ volumes.
 
     Args:
-        segmenter: The model service.
-        volume: The scan; its slices are fed as the slice reader makes them (8-bit, per slice).
-        batch_size: Slices per forward pass (default: the segmenter's ``max_batch_size``).
-        progress: Called with (slices done, total) after each batch.
+        volume: The scan the labels are on.
+        labels: (Z, H, W) uint8 class ids on the volume's grid (display order).
+        confidence: (Z, H, W) winning-class probabilities, or None (labels not from a model).
+        device: Where the model ran (shown with the results).
         min_component_ml: 3D clean-up: 26-connected components of one class smaller than this
             many mL become background (0: off).
-    """
-    from segapp.io.image import ScanImage
+        started: ``time.perf_counter()`` when the slices began: the timings are filled in
+            (``slices``, ``cleanup_3d``, ``total``); None: no timings.
 
-    start = time.perf_counter()
-    slices = volume.slices_uint8()
-    spacing = (volume.spacing_mm[1], volume.spacing_mm[2])
-    step = max(1, batch_size or segmenter.max_batch_size)
-    labels = np.empty(volume.shape, dtype=np.uint8)
-    confidence = np.empty(volume.shape, dtype=np.float16)
-    total = volume.shape[0]
-    processing = segmenter.processing
-    neighbours = context_indices(range(total), processing.context_offsets) if processing.is_2_5d else None
-    for first in range(0, total, step):
-        rows = range(first, min(total, first + step))
-        chunk = [ScanImage(pixels=slices[k], spacing_mm=spacing, bit_depth=8, original_mode=volume.kind)
-                 for k in rows]
-        stacks = None if neighbours is None else [context_stack(slices, neighbours, k) for k in rows]
-        for offset, prediction in enumerate(segmenter.predict_batch(chunk, stacks=stacks)):
-            labels[first + offset] = prediction.mask
-            confidence[first + offset] = prediction.confidence
-        if progress is not None:
-            progress(min(total, first + step), total)
-    timings = {"slices": (time.perf_counter() - start) * 1000}
+    Raises:
+        ValueError: ``labels`` (or ``confidence``) is not on the volume's grid.
+    """
+    for name, array in (("labels", labels), ("confidence", confidence)):
+        if array is not None and array.shape != volume.shape:
+            raise ValueError(f"{name} are {array.shape}, not on the volume's grid {volume.shape}")
     cleanup_start = time.perf_counter()
     if min_component_ml > 0:
         labels = remove_small_components(labels, min_component_ml, volume.spacing_mm)
-    timings["cleanup_3d"] = (time.perf_counter() - cleanup_start) * 1000
+    cleanup_ms = (time.perf_counter() - cleanup_start) * 1000
     organs = organ_volumes(labels, confidence, volume.spacing_mm)
-    timings["total"] = (time.perf_counter() - start) * 1000
-    return VolumePrediction(labels, confidence, organs, timings, str(segmenter.device), volume)
+    timings: dict[str, float] = {}
+    if started is not None:
+        timings = {"slices": (cleanup_start - started) * 1000, "cleanup_3d": cleanup_ms,
+                   "total": (time.perf_counter() - started) * 1000}
+    return VolumePrediction(labels, confidence, organs, timings, device, volume)
 
 
 def organ_volumes(labels: np.ndarray, confidence: np.ndarray | None,
@@ -167,6 +142,7 @@ def remove_small_components(labels: np.ndarray, min_ml: float, spacing_mm: tuple
     Returns:
         A new (Z, H, W) uint8 array.
     """
+    # Here, not at the top: scipy.ndimage costs start-up time to every command that only reads results.
     from scipy import ndimage  # type: ignore[import-untyped]
 
     out = labels.copy()

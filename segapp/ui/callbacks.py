@@ -32,9 +32,6 @@ from segapp.io.readers import read_image
 from segapp.ui.cards import (
     about_markdown,
     empty_card_html,
-    fmt_area,
-    fmt_conf,
-    fmt_int,
     model_badge_html,
     ready_card_html,
     stamp,
@@ -100,9 +97,6 @@ class RenderOutputs(NamedTuple):
     mask_view: np.ndarray | None
 
 
-# The names segapp.ui.volume imported from here before the cards had a module of their own; they go
-# once it imports them from segapp.ui.cards.
-_fmt_area, _fmt_conf, _fmt_int, _stamp = fmt_area, fmt_conf, fmt_int, stamp
 
 # ---------------------------------------------------------------------------
 # Pure helpers

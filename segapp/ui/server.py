@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from segapp.cli import (
     add_runtime_option,
     add_weights_option,
 )
+from segapp.inference.options import SegmenterOptions
 from segapp.ui.page import CONCURRENCY, CUDA_CONCURRENCY, configure_queue
 from segapp.ui.theme import load_css, make_theme
 from segapp.ui.volume import max_volume_bytes
@@ -50,33 +52,21 @@ class LazySegmenter:
     loading a copy.
     """
 
-    def __init__(
-        self,
-        source: str | os.PathLike[str],
-        *,
-        device: str = "auto",
-        loader: Callable[..., Segmenter] | None = None,
-        compile: str = "off",
-        runtime: str = "torch",
-        same_as: LazySegmenter | None = None,
-    ) -> None:
+    def __init__(self, source: str | os.PathLike[str], options: SegmenterOptions | None = None, *,
+                 loader: Callable[[str, SegmenterOptions], Segmenter] | None = None,
+                 same_as: LazySegmenter | None = None, **overrides: Any) -> None:
         """Remember what to load; nothing is loaded yet.
 
         Args:
             source: Anything :func:`segapp.load_model` accepts (folder, file, hub id).
-            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-            loader: ``(source, device=..., compile=..., runtime=...) -> Segmenter``; defaults
-                to ``Segmenter.from_pretrained``.
-            compile: ``torch.compile`` mode for the model (``off`` by default; see
-                :class:`~segapp.inference.segmenter.Segmenter`).
-            runtime: ``torch`` (default) or ``onnx`` (ONNX Runtime on the CPU).
+            options: How the model runs (:class:`~segapp.inference.options.SegmenterOptions`).
+            loader: ``(source, options) -> Segmenter``; defaults to ``Segmenter.from_pretrained``.
             same_as: The model to hand out while ``source`` is :data:`SAME` or that model's source.
+            **overrides: Option keywords applied on top of ``options`` (``device="cpu"``, ...).
         """
         self.source = os.fspath(source)
         self.same_as = same_as
-        self.device = device
-        self.compile = compile
-        self.runtime = runtime
+        self.options = SegmenterOptions.of(options, **overrides)
         self._loader = loader
         self._segmenter: Segmenter | None = None
         self._lock = threading.Lock()
@@ -95,15 +85,9 @@ class LazySegmenter:
             return self.same_as.loaded
         return self._segmenter is not None
 
-    def configure(
-        self,
-        *,
-        source: str | os.PathLike[str] | None = None,
-        device: str | None = None,
-        compile: str | None = None,
-        runtime: str | None = None,
-    ) -> None:
-        """Change source, device, compile mode or runtime before the first call.
+    def configure(self, *, source: str | os.PathLike[str] | None = None,
+                  options: SegmenterOptions | None = None, **overrides: Any) -> None:
+        """Change the source or the options (``options``, then option keywords) before the first call.
 
         Raises:
             RuntimeError: The model is already loaded.
@@ -112,12 +96,7 @@ class LazySegmenter:
             raise RuntimeError("the model is already loaded; configure before first use")
         if source is not None:
             self.source = os.fspath(source)
-        if device is not None:
-            self.device = device
-        if compile is not None:
-            self.compile = compile
-        if runtime is not None:
-            self.runtime = runtime
+        self.options = SegmenterOptions.of(options or self.options, **overrides)
 
     def __call__(self) -> Segmenter:
         """The Segmenter, loading it on the first call.
@@ -136,12 +115,12 @@ class LazySegmenter:
                 if self._segmenter is None:
                     loader = self._loader
                     if loader is None:
+                        # Here, not at the top: torch stays out of the page's import (app.py builds
+                        # the page at import time; the model loads at start-up or first use).
                         from segapp.inference.segmenter import Segmenter
 
                         loader = Segmenter.from_pretrained
-                    self._segmenter = loader(
-                        self.source, device=self.device, compile=self.compile, runtime=self.runtime
-                    )
+                    self._segmenter = loader(self.source, self.options)
         return self._segmenter
 
 
@@ -294,8 +273,6 @@ def limit_heap_growth(threshold: int = 128 * 1024) -> bool:
     """
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    import ctypes
-
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl, ...)
@@ -334,14 +311,14 @@ def main(
     if args.concurrency is not None and args.concurrency < 1:
         print("segapp: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    segmenter.configure(source=args.weights, device=args.device, compile=args.compile, runtime=args.runtime)
+    options = SegmenterOptions.from_args(args)
+    segmenter.configure(source=args.weights, options=options)
     if volume_segmenter is not None:
-        volume_segmenter.configure(source=volume_source(segmenter.source, args.volume_weights),
-                                   device=args.device, compile=args.compile, runtime=args.runtime)
+        volume_segmenter.configure(source=volume_source(segmenter.source, args.volume_weights), options=options)
     limit_heap_growth()  # before the model and the first request allocate
 
     # Model: loaded and warmed up once, before the first visitor
-    log.info("loading weights from %s (device %s)", segmenter.source, segmenter.device)
+    log.info("loading weights from %s (device %s)", segmenter.source, segmenter.options.device)
     try:
         loaded = segmenter()
     except Exception as exc:  # ModelLoadError, a bad device name, ...

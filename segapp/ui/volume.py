@@ -11,6 +11,7 @@ no file names or header fields in logs or on the page.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import html
 import json
@@ -20,26 +21,29 @@ import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 
-from segapp.io.readers import read_volume
+from segapp.inference.pipeline import (
+    VolumeError,
+    VolumeResult,
+    check_size,
+    process_volume,
+    read_source,
+    segment_volume,
+)
+from segapp.io import casefolder, dicom
+from segapp.io.files import atomic_file, atomic_path, write_bytes_atomic, write_text_atomic
 from segapp.io.volume import InvalidVolumeError, ScanVolume
 from segapp.labels import FOREGROUND, LABELS
-from segapp.ui.callbacks import (
-    Callbacks,
-    _fmt_area,
-    _fmt_conf,
-    _fmt_int,
-    _stamp,
-    user_error,
-    visible_classes,
-    weights_name,
-)
-from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
+from segapp.synthetic.volume import phantom_volume
+from segapp.synthetic.volume_files import write_dicom_series
+from segapp.ui.callbacks import Callbacks
+from segapp.ui.cards import fmt_area, fmt_conf, fmt_int, stamp, user_error, visible_classes, weights_name
+from segapp.ui.views import VolumeView, glb_bytes, organ_meshes, png_data_uri
 from segapp.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,10 +87,6 @@ class VolumeOutputs(NamedTuple):
     state: VolumeView | None
 
 
-class Cancelled(Exception):
-    """Raised inside the progress callback when the person pressed Cancel."""
-
-
 # ---------------------------------------------------------------------------
 # Pieces of the page
 
@@ -118,8 +118,8 @@ def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> 
         rows.append(
             f"<tr><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
             f"{html.escape(label.display)}</td><td>{organ.volume_ml:,.1f} mL</td><td>{span}</td>"
-            f"<td>{_fmt_area(organ.max_area_mm2 if organ.voxels else None)}</td>"
-            f"<td>{_fmt_conf(organ.mean_confidence)}</td><td>{_fmt_int(organ.voxels)}</td></tr>"
+            f"<td>{fmt_area(organ.max_area_mm2 if organ.voxels else None)}</td>"
+            f"<td>{fmt_conf(organ.mean_confidence)}</td><td>{fmt_int(organ.voxels)}</td></tr>"
         )
     volume = prediction.volume
     z, h, w = volume.shape
@@ -147,8 +147,6 @@ def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> 
 def views_html(view: VolumeView, index: int, *, opacity: float, visible: Sequence[str] | None) -> str:
     """The three planes: the axial slice ``index`` (0-based) and the coronal and sagittal
     reformats with that slice marked. ``data-slice`` carries the shown index (1-based)."""
-    from segapp.ui.views import png_data_uri
-
     k = view.clamp(index)
     axial = png_data_uri(view.axial(k, opacity=opacity, visible=visible))
     marker = f"{view.marker_percent(k):.3f}%"
@@ -173,7 +171,7 @@ def empty_views_html() -> str:
 
 def organ_table_csv(prediction: VolumePrediction, path: Path) -> Path:
     """Write the organ table: one row per organ (mL, voxels, slices 1-based, largest area, confidence)."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["organ", "volume_ml", "voxels", "first_slice", "last_slice", "max_area_mm2", "mean_confidence"])
         for label in FOREGROUND:
@@ -213,6 +211,15 @@ def upload_paths(files: str | Sequence[str] | None) -> list[Path]:
     return paths
 
 
+def page_error(exc: VolumeError) -> gr.Error:
+    """The page's message for a failure of the volume pipeline (its text has no patient data)."""
+    if exc.reason == "cancelled":
+        return gr.Error("Segmentation cancelled.", title="Cancelled", print_exception=False)
+    if exc.reason == "model":
+        return user_error(f"{exc} The server is still running: try again.")
+    return user_error(str(exc))
+
+
 # ---------------------------------------------------------------------------
 # Callbacks
 
@@ -248,10 +255,10 @@ class VolumeCallbacks:
 
     def _source(self, files: str | Sequence[str] | None) -> Path | list[Path]:
         paths = upload_paths(files)
-        total = sum(p.stat().st_size for p in paths)
-        if total > self.max_bytes:
-            raise user_error(f"The upload is {total / 2**20:,.0f} MB; volumes up to "
-                             f"{self.max_bytes / 2**20:,.0f} MB are accepted. Send one series.")
+        try:
+            check_size(paths, self.max_bytes)
+        except VolumeError as exc:
+            raise page_error(exc) from None
         # One path: a zip, a NIfTI or a single DICOM file, read as that; several: a series' files.
         return paths[0] if len(paths) == 1 else paths
 
@@ -262,8 +269,6 @@ class VolumeCallbacks:
         Raises:
             gradio.Error: The upload is not usable (the reader's message).
         """
-        from segapp.io import casefolder, dicom
-
         source = self._source(files)
         # One file that is not a zip (NIfTI, one DICOM file) or PNG slices: one volume, no choice.
         if isinstance(source, Path) and not zipfile.is_zipfile(source):
@@ -296,18 +301,31 @@ class VolumeCallbacks:
         return gr.Dropdown(choices=[], value=None, visible=False), ready
 
     def read(self, files: str | Sequence[str] | None, series: str | None = None) -> ScanVolume:
-        """Read the upload as one volume.
+        """Read the upload as one volume (:func:`segapp.inference.pipeline.read_source`).
 
         Raises:
             gradio.Error: With the reader's readable message.
         """
         source = self._source(files)
-        try:
-            return read_volume(source, series=series or None)
-        except InvalidVolumeError as exc:
-            raise user_error(str(exc)) from None
+        with self._running(None):
+            return read_source(source, series=series or None)
 
     # Segmenting
+
+    @contextlib.contextmanager
+    def _running(self, session: str | None) -> Iterator[threading.Event | None]:
+        """Around a pipeline step: the session's Cancel flag (None without a session), and every
+        :class:`~segapp.inference.pipeline.VolumeError` as a readable :class:`gradio.Error`."""
+        flag = self._cancel.setdefault(session, threading.Event()) if session else None
+        if flag is not None:
+            flag.clear()
+        try:
+            yield flag
+        except VolumeError as exc:
+            raise page_error(exc) from None
+        finally:
+            if session:
+                self._cancel.pop(session, None)
 
     def predict(self, volume: ScanVolume, progress: Callable[[int, int], None] | None = None,
                 session: str | None = None) -> VolumePrediction:
@@ -318,32 +336,17 @@ class VolumeCallbacks:
             gradio.Error: Cancelled, or the model failed (readable message, server keeps running).
         """
         segmenter = self.callbacks.volume_segmenter()
-        flag = self._cancel.setdefault(session, threading.Event()) if session else None
-        if flag is not None:
-            flag.clear()
+        with self._running(session) as flag:
+            return segment_volume(segmenter, volume, batch_size=self.batch_size, progress=progress, cancel=flag)
 
-        def report(done: int, total: int) -> None:
-            if flag is not None and flag.is_set():
-                raise Cancelled
-            if progress is not None:
-                progress(done, total)
-
-        try:
-            prediction = segmenter.predict_volume(volume, batch_size=self.batch_size, progress=report)
-        except Cancelled:
-            raise gr.Error("Segmentation cancelled.", title="Cancelled", print_exception=False) from None
-        except Exception as exc:  # keep serving; no file names in the log
-            log.debug("volume segmentation failed", exc_info=True)
-            log.error("volume segmentation failed: %s", type(exc).__name__)
-            raise user_error(f"Segmentation failed unexpectedly ({type(exc).__name__}). The server is "
-                             "still running: try again.") from None
-        finally:
-            if session:
-                self._cancel.pop(session, None)
-        z, h, w = volume.shape
-        log.info("segmented a %dx%dx%d volume in %.1f s on %s", z, h, w,
-                 prediction.timings_ms["total"] / 1000, prediction.device)
-        return prediction
+    def _process(self, volume: ScanVolume, *, every: bool, progress: Callable[[int, int], None] | None = None,
+                 session: str | None = None) -> VolumeResult:
+        """Segment ``volume`` and write its label files (every format that applies to it, else
+        the NIfTI) into a new output folder."""
+        segmenter = self.callbacks.volume_segmenter()
+        with self._running(session) as flag:
+            return process_volume(volume, segmenter, self.callbacks.outputs.new(), formats=["nifti"], every=every,
+                                  batch_size=self.batch_size, progress=progress, cancel=flag)
 
     def cancel(self, session: str | None) -> None:
         """Ask the running volume of ``session`` to stop after its current batch."""
@@ -358,22 +361,14 @@ class VolumeCallbacks:
         Raises:
             gradio.Error: With a readable message for every user error or failure.
         """
-        from segapp.inference.exports import algorithm_of, write_volume_outputs
-
         volume = self.read(files, series)
-        prediction = self.predict(volume, progress, session)
-        segmenter = self.callbacks.volume_segmenter()  # loaded by predict
-        folder = self.callbacks.outputs.new()
-        formats = ["nifti", "dicom-seg", "rtstruct"] if volume.kind == "dicom" else ["nifti"]
-        try:
-            written = write_volume_outputs(prediction, folder, formats, algorithm=algorithm_of(segmenter))
-        except InvalidVolumeError as exc:
-            raise user_error(str(exc)) from None
-        table = organ_table_csv(prediction, folder / f"segapp-organs-{_stamp()}.csv")
-        mesh = folder / f"segapp-organs-{_stamp()}.glb"
-        mesh.write_bytes(glb_bytes(organ_meshes(prediction.labels, volume.affine_lps)))
+        result = self._process(volume, every=True, progress=progress, session=session)
+        prediction, written, folder = result.prediction, result.files, result.folder
+        table = organ_table_csv(prediction, folder / f"segapp-organs-{stamp()}.csv")
+        mesh = folder / f"segapp-organs-{stamp()}.glb"
+        write_bytes_atomic(mesh, glb_bytes(organ_meshes(prediction.labels, volume.affine_lps)))
         stats = volume_stats(prediction)
-        (folder / "statistics.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        write_text_atomic(folder / "statistics.json", json.dumps(stats, indent=2))
         view = VolumeView.of(volume.slices_uint8(), prediction.labels, volume.spacing_mm)
         middle = _middle_of_organs(prediction, view.slices)
         visible = None if classes is None else visible_classes(classes)
@@ -382,7 +377,7 @@ class VolumeCallbacks:
             # Gradio's slider needs maximum > minimum: a one-slice volume gets a still slider.
             slider=gr.Slider(minimum=1, maximum=max(2, view.slices), value=middle + 1, step=1,
                              interactive=view.slices > 1),
-            card=volume_card_html(prediction, model_text(segmenter)),
+            card=volume_card_html(prediction, model_text(self.callbacks.volume_segmenter())),
             nifti=str(written["nifti"]),
             seg=str(written["dicom-seg"]) if "dicom-seg" in written else None,
             rtstruct=str(written["rtstruct"]) if "rtstruct" in written else None,
@@ -394,12 +389,8 @@ class VolumeCallbacks:
 
     def segment_api(self, file: str | None, series: str | None = None) -> tuple[str, dict[str, Any]]:
         """The ``/segment_volume`` API: the NIfTI label map's path and the statistics dict."""
-        from segapp.inference.exports import write_volume_outputs
-
-        volume = self.read(file, series)
-        prediction = self.predict(volume)
-        written = write_volume_outputs(prediction, self.callbacks.outputs.new(), ["nifti"], algorithm=None)
-        return str(written["nifti"]), volume_stats(prediction)
+        result = self._process(self.read(file, series), every=False)
+        return str(result.files["nifti"]), volume_stats(result.prediction)
 
     def show(self, view: VolumeView | None, slice_number: float, opacity: float,
              classes: Sequence[str] | None) -> Any:
@@ -426,19 +417,18 @@ class VolumeCallbacks:
                 atexit.register(shutil.rmtree, folder, True)
                 self._example = make_example_zip(folder)
         copy = self.callbacks.outputs.new() / EXAMPLE_NAME
-        shutil.copyfile(self._example, copy)
+        with atomic_path(copy) as temp:
+            shutil.copyfile(self._example, temp)
         return str(copy)
 
 
 def make_example_zip(folder: Path, *, count: int = 144) -> Path:
     """Write the phantom series (seed 0, case 1, day 1; ``count`` slices) as ``folder/phantom-series.zip``."""
-    from segapp.synthetic.volume import phantom_volume
-    from segapp.synthetic.volume_files import write_dicom_series
-
     series = folder / "series"
     files = write_dicom_series(phantom_volume(0, 1, 1, first=1, count=count), series)
     archive = folder / EXAMPLE_NAME
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as out:
+    with atomic_file(archive, "wb") as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED,
+                                                               compresslevel=6) as out:
         for path in files:
             out.write(path, arcname=f"series/{path.name}")
     shutil.rmtree(series, ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import os
 import threading
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segapp.inference.options import SegmenterOptions
 from segapp.inference.render import color_mask
 from segapp.inference.segmenter import Segmenter
 from segapp.io.readers import read_image
@@ -487,8 +487,8 @@ def test_view_state_holds_only_what_rerendering_needs(callbacks: Callbacks, phan
 def test_lazy_segmenter_loads_once_across_threads() -> None:
     calls = []
 
-    def loader(source, device, **options):
-        calls.append((source, device))
+    def loader(source, options):
+        calls.append((source, options.device))
         return object()
 
     lazy = LazySegmenter("weights", loader=loader)
@@ -569,16 +569,13 @@ class _RecordingDemo:
 
 def _loader_noting_options(seen: dict[str, str]) -> Callable[..., Segmenter]:
     """A LazySegmenter loader that loads the eager model and notes in ``seen`` the options it was
-    given that differ from ``Segmenter.from_pretrained``'s defaults (LazySegmenter passes them all)."""
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(Segmenter.from_pretrained).parameters.items()
-    }
+    given that differ from SegmenterOptions' defaults."""
+    defaults = SegmenterOptions()
 
-    def loader(source: str, device: str, **options: str) -> Segmenter:
-        assert set(options) == {"compile", "runtime"}
-        seen.update({name: value for name, value in options.items() if value != defaults[name]})
-        return Segmenter.from_pretrained(source, device=device)
+    def loader(source: str, options: SegmenterOptions) -> Segmenter:
+        seen.update({name: getattr(options, name) for name in ("compile", "runtime")
+                     if getattr(options, name) != getattr(defaults, name)})
+        return Segmenter.from_pretrained(source, device=options.device)
 
     return loader
 
@@ -651,9 +648,9 @@ def test_main_sets_the_volume_weights_and_leaves_them_unloaded(tiny_model_dir: P
     monkeypatch.setattr(bundled, "VOLUME_MODEL_DIR", tmp_path / "absent")
     loads: list[str] = []
 
-    def loader(source: str, device: str, **options: str) -> Segmenter:
+    def loader(source: str, options: SegmenterOptions) -> Segmenter:
         loads.append(source)
-        return Segmenter.from_pretrained(source, device=device)  # eager: the options are checked, not used
+        return Segmenter.from_pretrained(source, device=options.device)  # eager: the options are checked, not used
 
     assert build_parser().parse_args([]).volume_weights is None
     for flag, expected in ((["--volume-weights", "my-lab/volume-b0"], "my-lab/volume-b0"),
@@ -662,8 +659,8 @@ def test_main_sets_the_volume_weights_and_leaves_them_unloaded(tiny_model_dir: P
         volume_model = LazySegmenter("y", loader=loader, same_as=slice_model)
         args = ["--weights", str(tiny_model_dir), "--device", "cpu", "--compile", "default", *flag]
         assert main(_RecordingDemo(), slice_model, args, volume_segmenter=volume_model) == 0
-        assert volume_model.source == expected and volume_model.device == "cpu"
-        assert volume_model.compile == "default"  # the same runtime options as the slice model
+        assert volume_model.source == expected and volume_model.options.device == "cpu"
+        assert volume_model.options.compile == "default"  # the same runtime options as the slice model
         assert volume_model.shares_model == (expected == SAME) and not volume_model._segmenter
     assert loads == [str(tiny_model_dir)] * 3  # main loads the slice model only
 

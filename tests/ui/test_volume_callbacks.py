@@ -248,7 +248,7 @@ def test_same_or_no_volume_model_is_the_slice_model(tiny_model_dir, tiny_segment
 
     loads: list[str] = []
 
-    def loader(source, device, **options):
+    def loader(source, options):
         loads.append(str(source))
         return tiny_segmenter
 
