@@ -54,6 +54,15 @@ def _local_imports(path: Path) -> list[tuple[int, str]]:
     return sorted(set(found))
 
 
+def _import_block(lines: list[str], index: int) -> list[str]:
+    """The import at ``lines[index]``, the imports and blank lines just above it, and the line above
+    those: where the reason for a group of function-local imports is written."""
+    start = index
+    while start > 0 and (not lines[start - 1].strip() or lines[start - 1].lstrip().startswith(("import ", "from "))):
+        start -= 1
+    return lines[max(0, start - 1): index + 1]
+
+
 def test_function_local_imports_say_why() -> None:
     """A function-local import hides the structure, so each one states its reason (start-up time,
     an optional extra, an ordering constraint) in a comment on its line or in the lines just above."""
@@ -61,8 +70,7 @@ def test_function_local_imports_say_why() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = path.read_text(encoding="utf-8").splitlines()
         for line, module in _local_imports(path):
-            window = lines[max(0, line - 4): line]  # the import's line and the three above it
-            if not any("#" in text for text in window):
+            if not any("#" in text for text in _import_block(lines, line - 1)):
                 silent.append(f"{path.relative_to(ROOT)}:{line} {module}")
     assert not silent, "import these at the top, or say why not:\n" + "\n".join(silent)
 

@@ -25,19 +25,23 @@ from segapp.bundled import MODEL_DIR
 from segapp.inference.batch_inputs import InputFile, case_day, collect_inputs, is_volume_source, volume_name
 from segapp.inference.exports import (
     VOLUME_FORMATS,
-    algorithm_of,
-    applicable_formats,
     volume_row,
-    write_volume_outputs,
+)
+from segapp.inference.pipeline import (
+    INPUT_REASONS,
+    VolumeError,
+    process_volume,
+    terminal_progress,
+    write_volume,
 )
 from segapp.inference.render import overlay
 from segapp.inference.segmenter import Prediction, Segmenter
 from segapp.inference.tables import SUBMISSION_CLASSES, PredictSummary, Tables, stats_row
-from segapp.inference.volume import VolumePrediction, organ_volumes, remove_small_components
+from segapp.inference.volume import volume_prediction
 from segapp.io.casefolder import read_png_slices
 from segapp.io.image import InvalidImageError, ScanImage, save_mask_png, save_png
 from segapp.io.naming import parse_slice_name
-from segapp.io.readers import read_image, read_volume
+from segapp.io.readers import read_image
 from segapp.io.rle import rle_encode
 from segapp.io.volume import DEFAULT_MAX_VOXELS, InvalidVolumeError
 from segapp.model.context import context_stack, named_context_indices, single_slice_notice
@@ -393,13 +397,16 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, o
             continue
         # read_png_slices orders slices feet first (highest slice number first): the same here.
         ordered = sorted(group, key=lambda e: -parse_slice_name(e.path).slice)  # type: ignore[union-attr]
-        labels = np.stack([kept[e].mask for e in ordered])
-        if segmenter.processing.min_component_ml > 0:  # the model's 3D clean-up, as for volume inputs
-            labels = remove_small_components(labels, segmenter.processing.min_component_ml, volume.spacing_mm)
-        confidence = np.stack([kept[e].confidence for e in ordered]).astype(np.float16)
-        prediction = VolumePrediction(labels, confidence, organ_volumes(labels, confidence, volume.spacing_mm),
-                                      {}, str(kept[group[0]].device), volume)
-        write_volume_outputs(prediction, out_dir / key, ["nifti"], algorithm=None)
+        # The model's 3D clean-up, as for volume inputs.
+        prediction = volume_prediction(volume, np.stack([kept[e].mask for e in ordered]),
+                                       np.stack([kept[e].confidence for e in ordered]).astype(np.float16),
+                                       device=str(kept[group[0]].device),
+                                       min_component_ml=segmenter.processing.min_component_ml)
+        try:
+            write_volume(prediction, out_dir / key, ["nifti"])
+        except VolumeError as exc:
+            report.fail(key, str(exc), "failed")
+            continue
         rows.append(volume_row(key, prediction))
     return rows
 
@@ -407,42 +414,19 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, o
 def _predict_volume(path: Path, name: str, segmenter: Segmenter, chosen: set[str], every: bool, out_dir: Path,
                     report: _Reporter, *, batch_size: int, progress: bool,
                     series: str | None) -> dict[str, Any] | None:
-    """One volume input: read, segment, write its formats; its volumes.csv row, or None on failure.
-
-    Kept as one function apart from the slice path: the shared volume pipeline replaces it whole.
-    """
-    try:
-        volume = read_volume(path, series=series)
-    except InvalidVolumeError as exc:
-        report.fail(path, str(exc))
-        return None
-    formats = applicable_formats(volume.kind, chosen, every=every)
-    bar = None
-    if progress:
-        bar = tqdm(total=volume.shape[0], desc=f"segmenting {path.name}", unit="slice")
-
-    def advance(done: int, total: int) -> None:
-        if bar is not None:
-            bar.n = done
-            bar.refresh()
-    try:
-        prediction = segmenter.predict_volume(volume, batch_size=batch_size, progress=advance)
-    finally:
-        if bar is not None:
-            bar.close()
-    algorithm = algorithm_of(segmenter) if {"dicom-seg", "rtstruct"} & set(formats) else None
-    try:
-        written = write_volume_outputs(prediction, out_dir / name, formats, algorithm=algorithm)
-    except InvalidVolumeError as exc:
-        report.fail(path, str(exc))
-        return None
-    except OSError as exc:
-        report.fail(path, f"could not write its outputs ({exc.strerror or exc})", "failed")
-        return None
-    for note in volume.notes:
+    """One volume input through the volume pipeline: its volumes.csv row, or None when it failed
+    (the reason reported: bad input is skipped, a failed model or disk is a failure)."""
+    with terminal_progress(f"segmenting {path.name}", enabled=progress) as bar:
+        try:
+            result = process_volume(path, segmenter, out_dir / name, formats=chosen, every=every,
+                                    series=series, batch_size=batch_size, progress=bar)
+        except VolumeError as exc:
+            report.fail(path, str(exc), "skipped" if exc.reason in INPUT_REASONS else "failed")
+            return None
+    for note in result.volume.notes:
         report.note(path, note)
-    report.summary.volume_files[name] = {kind: str(p) for kind, p in written.items()}
-    return volume_row(name, prediction)
+    report.summary.volume_files[name] = {kind: str(file) for kind, file in result.files.items()}
+    return result.row(name)
 
 
 def _save_overlay(gray: np.ndarray, mask: np.ndarray, path: Path) -> None:
