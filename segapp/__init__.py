@@ -27,6 +27,7 @@ _EXPORTS = {
     "LoadedModel": "segapp.model.weights",
     "ModelLoadError": "segapp.model.weights",
     "Segmenter": "segapp.inference.segmenter",
+    "SegmenterOptions": "segapp.inference.options",
     "Prediction": "segapp.inference.segmenter",
     "read_volume": "segapp.io.readers",
     "ScanVolume": "segapp.io.volume",
@@ -39,12 +40,13 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
     "LABELS", "NUM_LABELS", "ID2LABEL", "LABEL2ID",
     "ProcessingConfig", "preprocess", "postprocess",
     "load_model", "save_model", "LoadedModel", "ModelLoadError",
-    "Segmenter", "Prediction",
+    "Segmenter", "SegmenterOptions", "Prediction",
     "read_volume", "ScanVolume", "InvalidVolumeError", "VolumePrediction",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from segapp.inference.options import SegmenterOptions
     from segapp.inference.segmenter import Prediction, Segmenter
     from segapp.inference.volume import VolumePrediction
     from segapp.io.image import InvalidImageError, ScanImage

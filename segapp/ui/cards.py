@@ -1,5 +1,5 @@
-"""What the page shows as text: the statistics and About cards, the legend, the badges, and the
-formatting they share (the slice tab's, and the volume tab's in :mod:`segapp.ui.volume`).
+"""What the page shows as text: the slice and volume statistics cards, the volume tab's planes, the
+About card, the legend, the badges, and the formatting they share.
 
 Plain functions from values to HTML or markdown strings; nothing here reads files or runs a model.
 Every text that comes from outside (file notes, model cards, errors) is escaped.
@@ -19,10 +19,12 @@ import gradio as gr
 from segapp.io.image import ScanImage
 from segapp.labels import FOREGROUND, LABELS
 from segapp.model.context import FLAT, format_offsets
+from segapp.ui.views import VolumeView, png_data_uri
 from segapp.version import __version__
 
 if TYPE_CHECKING:  # torch stays unimported until a model is needed
-    from segapp.inference.segmenter import Prediction
+    from segapp.inference.segmenter import Prediction, Segmenter
+    from segapp.inference.volume import VolumePrediction
 
 
 def user_error(message: str) -> gr.Error:
@@ -259,3 +261,85 @@ def model_badge_html(info: dict[str, Any] | None) -> str:
 def stamp() -> str:
     """Local time as ``YYYYmmdd-HHMMSS``, for the names of download files."""
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+# ---------------------------------------------------------------------------
+# The volume tab
+
+
+def empty_volume_card() -> str:
+    """The volume card before anything was segmented."""
+    return (
+        '<div class="stats-card stats-empty"><div class="stats-title">Volume results</div>'
+        "<p>Upload a DICOM series (files, a folder or a .zip), a NIfTI file, one DICOM file or a .zip of a "
+        "case-day folder of PNG slices, or click the example, and press <b>Segment volume</b>. Each organ's volume in mL, the slices "
+        "it spans, its largest area and the model's confidence appear here.</p></div>"
+    )
+
+
+def model_text(segmenter: Segmenter) -> str:
+    """The weights a volume was segmented with, for its card: name (no server path), 2D or 2.5D
+    with the channels' slice offsets."""
+    return weights_name(str(segmenter.loaded.source), None, segmenter.processing.context_offsets, markdown=False)
+
+
+def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> str:
+    """The volume card: per organ mL, slice span (1-based, feet first), largest area, confidence;
+    then size, spacing, orientation, inference time, device and ``model`` (:func:`model_text`).
+    Nothing from the file's header that could identify the patient."""
+    rows = []
+    for label in FOREGROUND:
+        organ = prediction.organs[label.name]
+        span = "—" if organ.slices is None else f"{organ.slices[0] + 1}–{organ.slices[1] + 1}"
+        rows.append(
+            f"<tr><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
+            f"{html.escape(label.display)}</td><td>{organ.volume_ml:,.1f} mL</td><td>{span}</td>"
+            f"<td>{fmt_area(organ.max_area_mm2 if organ.voxels else None)}</td>"
+            f"<td>{fmt_conf(organ.mean_confidence)}</td><td>{fmt_int(organ.voxels)}</td></tr>"
+        )
+    volume = prediction.volume
+    z, h, w = volume.shape
+    sz, sr, sc = volume.spacing_mm
+    orientation = str(volume.description.get("orientation", "axial"))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in volume.notes)
+    return (
+        '<div class="stats-card" id="volume-card-body">'
+        '<div class="stats-head"><span class="stats-title">Volume results</span>'
+        f'<span class="stats-meta">{z} slices of {w} × {h} px · {sr:.2f} × {sc:.2f} mm, '
+        f"slice step {sz:.2f} mm · {html.escape(orientation)} · {html.escape(volume.kind.upper())}</span></div>"
+        '<table class="stats-table"><thead><tr><th>Organ</th><th>Volume</th><th>Slices</th>'
+        "<th>Largest area</th><th>Confidence</th><th>Voxels</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + (f'<ul class="stats-notes">{notes}</ul>' if notes else "")
+        + '<div class="stats-foot">'
+        f"<span>Inference {prediction.timings_ms.get('total', 0.0) / 1000:.1f} s for {z} slices</span>"
+        f"<span>Device {html.escape(prediction.device)}</span>"
+        + (f'<span class="stats-model">Model {html.escape(model)}</span>' if model else "")
+        + "</div></div>"
+    )
+
+
+def views_html(view: VolumeView, index: int, *, opacity: float, visible: Sequence[str] | None) -> str:
+    """The three planes: the axial slice ``index`` (0-based) and the coronal and sagittal
+    reformats with that slice marked. ``data-slice`` carries the shown index (1-based)."""
+    k = view.clamp(index)
+    axial = png_data_uri(view.axial(k, opacity=opacity, visible=visible))
+    marker = f"{view.marker_percent(k):.3f}%"
+    planes = "".join(
+        f'<figure class="vol-plane vol-{plane}"><div class="vol-frame">'
+        f'<img src="{view.reformat_uri(plane, opacity=opacity, visible=visible)}" alt="{plane} reformat">'
+        f'<div class="vol-marker" style="top:{marker}"></div></div><figcaption>{plane.capitalize()}</figcaption></figure>'
+        for plane in ("coronal", "sagittal")
+    )
+    return (
+        f'<div class="vol-views" data-slice="{k + 1}" data-slices="{view.slices}">'
+        f'<figure class="vol-plane vol-axial"><div class="vol-frame"><img src="{axial}" alt="axial slice {k + 1}">'
+        f"</div><figcaption>Axial · slice {k + 1} of {view.slices} (1 = feet)</figcaption></figure>"
+        f'<div class="vol-reformats">{planes}</div></div>'
+    )
+
+
+def empty_views_html() -> str:
+    """The planes area before a volume is segmented."""
+    return '<div class="vol-views vol-empty" data-slice="0"><p>The slices appear here.</p></div>'

@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 
 from segapp.labels import FOREGROUND
-from segapp.ui.cards import legend_html
-from segapp.ui.volume import VolumeCallbacks, VolumeOutputs, empty_views_html, empty_volume_card
+from segapp.ui.cards import empty_views_html, empty_volume_card, legend_html
+from segapp.ui.volume import VolumeCallbacks, VolumeOutputs
 
 STATE_TTL_S = 1800  # as the slice tab's state: dropped after this long without an update
 # The VolumeOutputs fields that are files behind a download button.
