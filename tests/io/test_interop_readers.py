@@ -1,12 +1,13 @@
 """Our NIfTI, DICOM-SEG and RTSTRUCT opened with the readers our users' tools are built on.
 
 - dcmqi's ``segimage2itkimage`` (3D Slicer's DICOM-SEG reader): labels, names, codes, colours;
+- dcmjs (OHIF's DICOM-SEG loader, in node): segments, colours and the label map;
 - rt-utils (TotalSegmentator's RTSTRUCT library): every ROI readable, masks against ours;
 - SimpleITK (ITK: ITK-SNAP, 3D Slicer): our NIfTI lies exactly on the DICOM series it came from.
 
 On small phantom series (8 slices of 117 x 117 or 117 x 100 px), one with every organ, some with organs absent
-from the whole series. Each reader is a test dependency (requirements-dev.txt); without it its
-tests skip and say which package to install. What these readers return is written up in
+from the whole series. Each reader is a test dependency (requirements-dev.txt; dcmjs:
+tests/io/dcmjs/package.json, installed by .ci/run); without it its tests skip and say what to install. What these readers return is written up in
 docs/viewers.md.
 """
 
@@ -149,6 +150,38 @@ def _check_dcmqi(seg: Path, nifti: Path, tmp_path: Path) -> None:
     for label in FOREGROUND:
         theirs = _resample_like(nib.load(tmp_path / "dcmqi" / f"{label.id}.nii.gz"), ours)
         assert np.array_equal(theirs > 0, np.asarray(ours.dataobj) == label.id), label.name
+
+
+# ---------------------------------------------------------------------------
+# dcmjs: the library OHIF loads DICOM-SEG with (node; npm ci --prefix tests/io/dcmjs)
+
+DCMJS = Path(__file__).parent / "dcmjs"
+
+
+def test_dcmjs_reads_our_seg(exported) -> None:
+    if shutil.which("node") is None or not (DCMJS / "node_modules" / "dcmjs").is_dir():
+        pytest.skip("dcmjs is not installed (node and npm: npm ci --prefix tests/io/dcmjs)")
+    volume, labels, files, folder = exported
+    sources = sorted((folder / "series").iterdir())
+    result = subprocess.run(["node", str(DCMJS / "read_seg.js"), str(files["seg"]), *map(str, sources)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    read = json.loads(result.stdout)
+    segments = read["segments"]
+    assert [(s["number"], s["label"], s["code"]) for s in segments] == [
+        (label.id, label.display, label.snomed[0]) for label in FOREGROUND]
+    # dcmjs turns CIELab into RGB with its own approximation: distinct, near ours (docs/viewers.md).
+    assert len({tuple(s["rgb"]) for s in segments}) == 3
+    for segment, label in zip(segments, FOREGROUND):
+        assert np.abs(np.subtract(segment["rgb"], label.color)).max() <= 25, (segment, label.color)
+    # Its label map, image by image, is ours.
+    by_uid = {str(h.SOPInstanceUID): k for k, h in enumerate(volume.headers)}
+    source = np.zeros(volume.source_shape, dtype=np.uint8)
+    for path, frame in zip(sources, read["slices"]):
+        plane = source[by_uid[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)]].reshape(-1)
+        for value, indices in frame["pixels"].items():
+            plane[indices] = int(value)
+    assert np.array_equal(volume.from_source_order(source), labels)
 
 
 # ---------------------------------------------------------------------------
