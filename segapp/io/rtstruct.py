@@ -13,7 +13,7 @@ contours, which gives our own masks back exactly (tested). rt-utils is not used:
 An organ absent from the whole series has no ROI: it is left out of the structure set, the ROI
 contours and the observations (ROI number = class id, so the others keep theirs), and the
 structure set's description names it. An ROI without a ContourSequence is legal (Type 3), but
-rt-utils, DicomRTTool and matRad raise on it, and an empty ContourSequence fails the validator.
+rt-utils and DicomRTTool raise on it, and an empty ContourSequence fails the validator.
 Only when no organ is found at all are the three ROIs written without contours: a structure set
 needs at least one ROI. (tests/io/test_interop_readers.py; docs/viewers.md.)
 """

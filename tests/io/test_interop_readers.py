@@ -27,11 +27,11 @@ import pytest
 from scipy import ndimage
 from test_dicom_out import ALGORITHM, _validator_lines
 
-from segapp.io.dicom_seg import write_dicom_seg
+from segapp.io.dicom_seg import read_dicom_seg_labels, write_dicom_seg
 from segapp.io.label_table import write_label_tables
 from segapp.io.nifti import write_label_nifti
 from segapp.io.readers import read_volume
-from segapp.io.rtstruct import write_rtstruct
+from segapp.io.rtstruct import read_rtstruct_labels, write_rtstruct
 from segapp.io.volume import ScanVolume
 from segapp.labels import FOREGROUND, LABELS
 from segapp.synthetic.volume import PhantomVolume, phantom_volume
@@ -228,6 +228,15 @@ def test_rt_utils_reads_every_roi(exported) -> None:
     assert [list(roi.ROIDisplayColor) for roi in rt.ROIContourSequence] == [list(label.color) for label in present]
     absent = [label.display for label in FOREGROUND if label not in present]
     assert rt.get("StructureSetDescription", "") == (f"Not found in this series: {', '.join(absent)}" if absent else "")
+
+
+def test_exports_read_back_and_validate(exported) -> None:
+    """Absent organs included: an empty SEG segment and a missing ROI are what highdicom, our
+    reader and the DICOM validator accept."""
+    volume, labels, files, _ = exported
+    assert np.array_equal(read_dicom_seg_labels(files["seg"], volume), labels)
+    assert np.array_equal(read_rtstruct_labels(files["rtstruct"], volume), labels)
+    assert [line for line in _validator_lines(files["seg"]) if line.startswith("Error")] == []
     assert _validator_lines(files["rtstruct"]) == []
 
 
