@@ -4,6 +4,15 @@ One segment per organ with its SNOMED CT code; the algorithm identified by segap
 model's name and a hash of its weights; each frame referencing its source image; in the source's
 study, in a new series. BINARY is the interoperable segmentation type (LABELMAP is the 2024 SOP
 class that the Debian validator and many viewers do not know yet).
+
+Each segment carries its display colour (RecommendedDisplayCIELabValue, from the label table's
+RGB), so 3D Slicer (dcmqi) and OHIF show each organ in the colour the page and the other exports
+use; without it dcmqi gives every segment the same default green.
+
+Segment number = class id, always all three: an organ absent from the whole series keeps its
+segment, with empty frames. The standard numbers segments 1, 2, 3... without gaps, so leaving one
+out would renumber the others; highdicom, dcmqi and the DICOM validator read an empty segment
+(tested in tests/io/test_interop_readers.py; docs/viewers.md).
 """
 
 from __future__ import annotations
@@ -87,6 +96,7 @@ def write_dicom_seg(labels: np.ndarray, volume: ScanVolume, path: str | Path, *,
             algorithm_identification=identification,
             tracking_uid=hd.UID(),
             tracking_id=f"segapp {label.name}",
+            display_color=hd.color.CIELabColor.from_rgb(*label.color),
         )
         for label in FOREGROUND
     ]

@@ -9,6 +9,13 @@ half-way between a pixel inside and one outside, so no pixel centre lies on a co
 contours of their own. Reading back fills pixel centres by the even-odd rule over a slice's
 contours, which gives our own masks back exactly (tested). rt-utils is not used: it pulls OpenCV
 (190 MB, libGL) and its files fail the DICOM validator (see NOTES-volumes.md).
+
+An organ absent from the whole series has no ROI: it is left out of the structure set, the ROI
+contours and the observations (ROI number = class id, so the others keep theirs), and the
+structure set's description names it. An ROI without a ContourSequence is legal (Type 3), but
+rt-utils and DicomRTTool raise on it, and an empty ContourSequence fails the validator.
+Only when no organ is found at all are the three ROIs written without contours: a structure set
+needs at least one ROI. (tests/io/test_interop_readers.py; docs/viewers.md.)
 """
 
 from __future__ import annotations
@@ -189,15 +196,21 @@ def _referenced_frames(headers: tuple[Any, ...]) -> Any:
 
 
 def _add_rois(ds: Any, headers: tuple[Any, ...], frames: np.ndarray, algorithm: Algorithm) -> None:
-    """One ROI per organ: its name, its contours on each image (``frames[k]`` on ``headers[k]``),
-    its colour and its observation (interpreted type, SNOMED CT code)."""
+    """One ROI per organ found: its name, its contours on each image (``frames[k]`` on
+    ``headers[k]``), its colour and its observation (interpreted type, SNOMED CT code). Absent
+    organs are left out (see the module's docstring)."""
     from pydicom.dataset import Dataset  # here: pydicom (0.4 s to import) stays out of start-up
     from pydicom.sequence import Sequence
 
     ds.StructureSetROISequence = Sequence()
     ds.ROIContourSequence = Sequence()
     ds.RTROIObservationsSequence = Sequence()
-    for label in FOREGROUND:
+    contours_of = {label.id: _contour_items(frames == label.id, headers) for label in FOREGROUND}
+    found = [label for label in FOREGROUND if contours_of[label.id]]
+    absent = [label.display for label in FOREGROUND if not contours_of[label.id]]
+    if found and absent:
+        ds.StructureSetDescription = f"Not found in this series: {', '.join(absent)}"
+    for label in found or FOREGROUND:  # none found: the ROIs without contours (at least one ROI is required)
         roi = Dataset()
         roi.ROINumber = label.id
         roi.ReferencedFrameOfReferenceUID = headers[0].FrameOfReferenceUID
@@ -209,9 +222,8 @@ def _add_rois(ds: Any, headers: tuple[Any, ...], frames: np.ndarray, algorithm: 
         roi_contour = Dataset()
         roi_contour.ReferencedROINumber = label.id
         roi_contour.ROIDisplayColor = list(label.color)
-        contours = _contour_items(frames == label.id, headers)
-        if contours:
-            roi_contour.ContourSequence = Sequence(contours)
+        if contours_of[label.id]:
+            roi_contour.ContourSequence = Sequence(contours_of[label.id])
         ds.ROIContourSequence.append(roi_contour)
 
         observation = Dataset()
