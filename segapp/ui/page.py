@@ -17,15 +17,14 @@ from gradio.components import Component
 
 from segapp.io.image import InvalidImageError
 from segapp.io.readers import read_image
-from segapp.labels import FOREGROUND
 from segapp.ui.callbacks import Callbacks, RenderOutputs, SegmentOutputs, find_examples
 from segapp.ui.cards import (
     NOT_FOR_CLINICAL_USE,
     about_markdown,
     empty_card_html,
-    legend_html,
     model_badge_html,
 )
+from segapp.ui.controls import overlay_controls
 from segapp.ui.volume import VolumeCallbacks
 from segapp.ui.volume_tab import build_volume_tab
 
@@ -196,14 +195,7 @@ def _slice_input_panel() -> SliceControls:
             max_lines=1,
             elem_id="spacing",
         )
-        gr.HTML(legend_html(), elem_id="legend")
-        classes = gr.CheckboxGroup(
-            choices=[(label.display, label.name) for label in FOREGROUND],
-            value=[label.name for label in FOREGROUND],
-            label="Show on the overlay",
-            elem_id="class-toggles",
-        )
-        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
+        classes, opacity = overlay_controls()
         with gr.Row(elem_id="buttons"):
             clear = gr.Button("Clear", variant="secondary", elem_id="clear")
             submit = gr.Button("Submit", variant="primary", elem_id="submit")

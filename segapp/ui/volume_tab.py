@@ -12,8 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from segapp.labels import FOREGROUND
-from segapp.ui.cards import empty_views_html, empty_volume_card, legend_html
+from segapp.ui.cards import empty_views_html, empty_volume_card
+from segapp.ui.controls import overlay_controls
 from segapp.ui.volume import VolumeCallbacks, VolumeOutputs
 
 STATE_TTL_S = 1800  # as the slice tab's state: dropped after this long without an update
@@ -92,13 +92,7 @@ def _input_panel() -> VolumeControls:
         folder = gr.File(label="Or a folder: a DICOM series or a case-day folder", file_count="directory",
                          type="filepath", elem_id="vol-folder", height=110)
         series = gr.Dropdown(label="Series", choices=[], visible=False, elem_id="vol-series")
-        gr.HTML(legend_html(), elem_id="vol-legend")
-        classes = gr.CheckboxGroup(
-            choices=[(label.display, label.name) for label in FOREGROUND],
-            value=[label.name for label in FOREGROUND],
-            label="Show on the overlay", elem_id="vol-class-toggles",
-        )
-        opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="vol-opacity")
+        classes, opacity = overlay_controls("vol-")
         with gr.Row(elem_id="vol-buttons"):
             cancel = gr.Button("Cancel", variant="secondary", elem_id="vol-cancel")
             submit = gr.Button("Segment volume", variant="primary", elem_id="vol-submit")
