@@ -44,7 +44,7 @@ from segapp.training.devices import (
 from segapp.training.loss import segmentation_loss
 from segapp.training.run_log import RunLog
 from segapp.training.tracking import check_ready, open_trackers, resolve_trackers
-from segapp.training.validation import overlay_indices, validate, validation_overlays
+from segapp.training.validation import overlay_indices, validate, validation_overlays, validation_service
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
@@ -474,8 +474,8 @@ def validate_and_keep_best(run: Run, state: TrainState) -> None:
     metrics.update(epoch=state.epoch if state.micro_done == 0 else state.epoch + 1, step=state.step)
     run.log.write({"type": "valid", **metrics})
     if run.log.wants_images:
-        run.log.write_images(validation_overlays(run.model, run.loaded, run.processing, run.valid_set, run.device,
-                                                 run.config, overlay_indices(run.valid_set)), state.step)
+        service = validation_service(run.model, run.loaded, run.processing, run.device, run.config)
+        run.log.write_images(validation_overlays(service, run.valid_set, overlay_indices(run.valid_set)), state.step)
     run.model.train()
     print(
         f"epoch {metrics['epoch']}: step {state.step}, valid loss {metrics['loss']:.4f}, "

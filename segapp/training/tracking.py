@@ -260,7 +260,7 @@ def check_wandb_login() -> None:
     Raises:
         TrackingError: no login found, or the server refused it or could not be reached.
     """
-    import wandb  # optional extra, slow to import: only when W&B is asked for
+    import wandb  # type: ignore[import-not-found]  # optional extra, slow to import: only when W&B is asked for
 
     options: dict[str, Any] = {"verify": True}
     if "prompt" in inspect.signature(wandb.login).parameters:
@@ -285,7 +285,7 @@ class WandbTracker:
     --resume continues the same run. Files go under ``$WANDB_DIR``, else ``RUN_DIR/wandb/``."""
 
     def __init__(self, out: Path, *, config: dict[str, Any], project: str | None, resume: bool) -> None:
-        import wandb  # optional extra, slow to import: only when W&B is asked for
+        import wandb  # type: ignore[import-not-found]  # optional extra, slow to import: only when W&B is asked for
 
         self.wandb = wandb
         self.record = Path(out) / WANDB_RUN_FILE

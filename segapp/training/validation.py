@@ -23,8 +23,8 @@ from segapp.training.tracking import Overlay
 OVERLAY_SLICES = 4  # validation slices shown to the trackers at each validation
 
 
-def _service(model: torch.nn.Module, loaded: LoadedModel, processing: ProcessingConfig, device: torch.device,
-             config: TrainConfig) -> Segmenter:
+def validation_service(model: torch.nn.Module, loaded: LoadedModel, processing: ProcessingConfig,
+                       device: torch.device, config: TrainConfig) -> Segmenter:
     """The inference service around the model being trained, as the app would serve it."""
     return Segmenter(
         dataclasses.replace(loaded, model=model, processing=processing),
@@ -46,7 +46,7 @@ def validate(
         :func:`segapp.metrics.scoring.evaluate_slices`'s metrics, with ``loss`` added.
     """
     metrics = evaluate_slices(
-        _service(model, loaded, processing, device, config), valid_set.scans, valid_set.masks, batch_size=config.valid_batch_size,
+        validation_service(model, loaded, processing, device, config), valid_set.scans, valid_set.masks, batch_size=config.valid_batch_size,
         hausdorff=config.hausdorff, progress=config.progress, places=valid_set.places,
     )
     metrics["loss"] = validation_loss(model, processing, valid_set, device, config.valid_batch_size)
@@ -93,21 +93,14 @@ def overlay_indices(valid_set: ValidSet, count: int = OVERLAY_SLICES) -> list[in
     return [pool[round(k * (len(pool) - 1) / (count - 1))] for k in range(count)] if count > 1 else pool[:1]
 
 
-def validation_overlays(
-    model: torch.nn.Module,
-    loaded: LoadedModel,
-    processing: ProcessingConfig,
-    valid_set: ValidSet,
-    device: torch.device,
-    config: TrainConfig,
-    indices: list[int],
-) -> list[Overlay]:
+def validation_overlays(service: Segmenter, valid_set: ValidSet, indices: list[int]) -> list[Overlay]:
     """The slices ``indices`` as the trackers show them: truth overlay | prediction overlay, side by side.
 
-    Captions name the slice by its index in the validation set, never by its file name (which may
-    carry patient data). A 2.5D model gets each slice's neighbours, as in scoring.
+    ``service``: :func:`validation_service` of the model being trained. Captions name the slice by
+    its index in the validation set, never by its file name (which may carry patient data). A 2.5D
+    model gets each slice's neighbours, as in scoring.
     """
-    service = _service(model, loaded, processing, device, config)
+    processing = service.processing
     scans = [valid_set.scans[i] for i in indices]
     stacks = None
     if processing.is_2_5d:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port
+from helpers import free_port, torchrun_two_cpu
 
 from segapp.train import main
 
@@ -148,3 +148,15 @@ def test_a_missing_or_wrong_login_stops_before_training(tmp_path: Path, wandb_en
     assert message in err and "WANDB_MODE=offline" in err and "Training did not start" in err
     assert "Traceback" not in err and "no-such-data" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_only_rank_0_logs_under_torchrun(phantom_data: Path, tiny_model_dir: Path, tmp_path: Path, wandb_env: Path,
+                                         monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")  # torchrun's processes inherit the environment
+    out = tmp_path / "ddp"
+    result = torchrun_two_cpu("-m", "segapp.train", "--data", str(phantom_data), "--out", str(out), "--base",
+                              str(tiny_model_dir), "--device", "cpu", "--max-steps", "2", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = json.loads((out / "wandb_run.json").read_text())["id"]  # auto: offline counts as configured
+    run = read_run(_only("offline-run-*/run-*.wandb", out / "wandb"))  # one run, not one per process
+    assert run["id"] == run_id and [row["step"] for row in run["history"] if "train/loss" in row] == [1, 2]
