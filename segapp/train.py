@@ -28,7 +28,7 @@ from segapp.metrics.labelled_data import DataError
 from segapp.model.weights import ModelLoadError
 from segapp.training.config import TrainingError, config_from_args
 from segapp.training.loop import train
-from segapp.training.run_log import RunLogError
+from segapp.training.tracking import TrackingError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(argv)
         command = "python -m segapp.train " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         train(config, command=command)
-    except (DataError, ModelLoadError, TrainingError, RunLogError) as exc:
+    except (DataError, ModelLoadError, TrainingError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, read-only or vanished folder

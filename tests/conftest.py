@@ -14,6 +14,8 @@ from helpers import make_tiny_model
 # Never reach the network from tests: hub look-ups must fail fast, analytics stay off.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# No test logs to Weights & Biases, whatever login this machine has; the W&B tests opt in (offline).
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

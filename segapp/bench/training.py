@@ -130,7 +130,7 @@ def bench_training(data: str | Path, *, device: str = "auto", steps: int = 200, 
             data=str(data), out=out, base=base, image_size=image_size, batch_size=batch_size,
             grad_accum=grad_accum, precision=precision, device=str(target), max_steps=steps,
             epochs=10**6, valid_every=10**6, hausdorff=False, progress=False, log_every=10**9,
-            compile=compile, tensorboard="no",
+            compile=compile, report_to="none",
         )
         ours = train(config)
     plain = bench_plain(data, device=target, steps=plain_steps, batch_size=batch_size, grad_accum=grad_accum,

@@ -21,7 +21,7 @@ from segapp.model.context import check_offsets
 from segapp.model.runtime import COMPILE_MODES, DEVICE_HELP
 from segapp.model.weights import DEFAULT_BASE
 from segapp.training.augment import LEVERS, PRESETS, AugmentConfig, preset
-from segapp.training.run_log import TENSORBOARD_CHOICES
+from segapp.training.tracking import REPORT_TO_HELP, TENSORBOARD_CHOICES, WANDB_PROJECT, requested
 
 NONE_WORD = "none"  # on the command line, sets an optional (``X | None``) option to None
 
@@ -74,7 +74,9 @@ class TrainConfig:
     valid_every: int = option(1, "validate every N epochs (and at the end)")
     early_stop: int = option(0, "stop after N validations without improvement (0: off)")
     log_every: int = option(50, "write a metrics line every N optimizer steps")
-    tensorboard: str = option("auto", "also write TensorBoard event files to RUN_DIR/tensorboard: auto (when the tensorboard package is installed), yes, no", choices=list(TENSORBOARD_CHOICES))
+    report_to: str = option("auto", REPORT_TO_HELP)
+    tensorboard: str = option("auto", "TensorBoard event files in RUN_DIR/tensorboard: auto (as --report-to says), yes (same as naming it in --report-to), no (leave it out)", choices=list(TENSORBOARD_CHOICES))
+    wandb_project: str | None = option(None, f"Weights & Biases project; none: $WANDB_PROJECT, else {WANDB_PROJECT} (entity and mode: WANDB_ENTITY, WANDB_MODE)")
     checkpoint_every: int = option(0, "also save last/ every N optimizer steps (0: at epoch ends only)")
     valid_batch_size: int = option(16, "slices per forward pass in validation")
     hausdorff: bool = option(True, "compute Hausdorff 95 in validation")
@@ -121,6 +123,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         augment_config(self)  # a bad --aug-* value stops here, before minutes of decoding
+        requested(self.report_to, self.tensorboard)  # so does a bad or contradictory --report-to (TrackingError)
 
 
 def augment_config(config: TrainConfig) -> AugmentConfig:
@@ -143,7 +146,7 @@ SAVED_BEFORE = {"augment_preset": "classic", "context_init": "copy"}
 # Options a resumed run may change; the rest must match the saved run.
 RESUMABLE = {"epochs", "max_steps", "max_minutes", "valid_every", "early_stop", "log_every", "checkpoint_every",
              "progress", "resume", "device", "valid_batch_size", "data_on_device", "fold_head",
-             "compile", "tensorboard"}
+             "compile", "tensorboard", "report_to"}
 
 _SCALARS: dict[Any, type] = {int: int, float: float, str: str}
 

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,9 @@ from segapp.training.config import TrainConfig, TrainingError, augment_config
 from segapp.training.data import TrainSet, load_train_set
 from segapp.training.devices import agree_with_rank0, keep_data_on_device, resolve_precision
 from segapp.training.loss import segmentation_loss
-from segapp.training.run_log import RunLog, tensorboard_writer_class
-from segapp.training.validation import validate
+from segapp.training.run_log import RunLog
+from segapp.training.tracking import check_ready, open_trackers, resolve_trackers
+from segapp.training.validation import overlay_indices, validate, validation_overlays, validation_service
 
 WARMUP_STEPS = 10  # optimizer steps left out of the steady-state throughput
 
@@ -105,12 +107,13 @@ def train(config: TrainConfig, *, command: str = "") -> dict[str, Any]:
     """Run training as configured; returns the final summary (also RUN_DIR/summary.json).
 
     Raises:
-        DataError, ModelLoadError, TrainingError, RunLogError: with messages that say what to fix.
+        DataError, ModelLoadError, TrainingError, TrackingError: with messages that say what to fix.
     """
     if not config.data or not config.out:
         raise TrainingError("Both --data and --out are required.")
-    if config.tensorboard == "yes":  # RunLogError without the package, before minutes of decoding
-        tensorboard_writer_class(config.tensorboard)  # ("auto" cannot fail; every DDP rank runs this line)
+    if os.environ.get("RANK", "0") == "0":  # rank 0 logs; under torchrun its failure stops the others
+        # A missing tracker package or W&B login stops here, before minutes of decoding.
+        check_ready(resolve_trackers(config.report_to, config.tensorboard))
     dist, device = setup_distributed(config.device)
     try:
         summary = run_training(config, dist, device, command)
@@ -139,6 +142,7 @@ def run_training(config: TrainConfig, dist: Dist, device: torch.device, command:
     state.start_step, state.started = state.step, time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    finished = False
     try:
         while state.epoch < config.epochs and not state.done:
             # One epoch (or what is left of it), up to the step and time limits
@@ -153,14 +157,15 @@ def run_training(config: TrainConfig, dist: Dist, device: torch.device, command:
                 if dist.main:
                     print(f"early stop: {state.stale} validations without improvement")
                 break
+        finished = True
     except torch.OutOfMemoryError:
         raise TrainingError(
             f"Out of GPU memory at batch size {config.batch_size}. Try --batch-size "
             f"{max(1, config.batch_size // 2)} --grad-accum {config.grad_accum * 2} (same effective batch)."
         ) from None
     finally:
-        if run.log is not None:
-            run.log.close()
+        if run.log is not None:  # a finished run keeps its best model folder with the trackers' run
+            run.log.close(run.out / "best" if finished else None, failed=not finished)
     # Summary
     return summarize(run, state)
 
@@ -257,14 +262,15 @@ def load_start_model(config: TrainConfig, dist: Dist, device: torch.device,
 
 
 def open_run_folder(config: TrainConfig, resume_step: int | None) -> RunLog:
-    """Rank 0: write RUN_DIR/train_config.json and open the metrics log (from ``resume_step`` on a resume)."""
+    """Rank 0: write RUN_DIR/train_config.json and open the metrics log and the trackers (from
+    ``resume_step`` on a resume)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    log = RunLog(out, config.tensorboard, resume_step=resume_step)
-    if log.tensorboard_dir is not None:
-        print(f"TensorBoard: tensorboard --logdir {log.tensorboard_dir}")
-    return log
+    options = dataclasses.asdict(config)
+    write_text_atomic(out / "train_config.json", json.dumps(options, indent=2) + "\n")
+    trackers = open_trackers(resolve_trackers(config.report_to, config.tensorboard), out, config=options,
+                             project=config.wandb_project, resume_step=resume_step)
+    return RunLog(out, trackers, resume_step=resume_step)
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
@@ -461,8 +467,11 @@ def validate_and_keep_best(run: Run, state: TrainState) -> None:
     assert run.valid_set is not None and run.log is not None
     metrics = validate(run.model, run.loaded, run.processing, run.valid_set, run.device, run.config)
     metrics.update(epoch=state.epoch if state.micro_done == 0 else state.epoch + 1, step=state.step)
-    run.model.train()
     run.log.write({"type": "valid", **metrics})
+    if run.log.wants_images:
+        service = validation_service(run.model, run.loaded, run.processing, run.device, run.config)
+        run.log.write_images(validation_overlays(service, run.valid_set, overlay_indices(run.valid_set)), state.step)
+    run.model.train()
     print(
         f"epoch {metrics['epoch']}: step {state.step}, valid loss {metrics['loss']:.4f}, "
         f"mean foreground Dice {metrics['mean_foreground_dice']:.4f} "
