@@ -36,10 +36,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from segapp.bench.core import BenchOptions, run_benchmarks
 from segapp.cli import add_compile_option, add_device_option, add_runtime_option, add_weights_option
+from segapp.io.files import write_text_atomic
 from segapp.model.onnx_runtime import ONNX_MISSING, onnx_available
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = run_benchmarks(options)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))
     return 0
 

@@ -29,6 +29,7 @@ from PIL import Image
 
 from segapp.bench.measure import interleaved_ms, phantom_slices
 from segapp.cli import add_compile_option, add_device_option
+from segapp.io.files import write_text_atomic
 from segapp.metrics.labelled_data import find_pairs
 from segapp.model.head_folding import FoldedTraining
 from segapp.model.processing import ProcessingConfig, normalize, resize_gray
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, ms in cost["augment_ms"].items():
             print(f"  {name:8} {ms:7.1f} ms  = {100 * cost['augment_share'][name]:.1f} % of the step")
         if args.json:
-            Path(args.json).write_text(json.dumps(cost, indent=2) + "\n")
+            write_text_atomic(args.json, json.dumps(cost, indent=2) + "\n")
         return 0
     if not args.data:
         parser.error("--data is required (or --augment-cost)")
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  plain   {result['plain_images_per_s']:9.1f} images/s   (per-sample DataLoader, num_workers=0)")
     print(f"  ratio   {result['ratio']:9.2f} x" + (f"   peak GPU memory {peak:.0f} MiB" if peak else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return 0
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from segapp.bench.browser import bench_page, bench_volume_page, page_available
 from segapp.bench.measure import concurrent_rate, free_port, interleaved_ms, phantom_slices
+from segapp.io.image import save_png
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -59,7 +59,7 @@ def bench_web(segmenter: Segmenter, slices: list[np.ndarray], repeats: int, conc
     files = []
     for index, gray in enumerate(slices[: 2 if repeats <= 3 else 4]):
         path = folder / f"case1_day1_slice_{index:04d}_{gray.shape[1]}_{gray.shape[0]}_1.50_1.50.png"
-        Image.fromarray(gray).save(path)
+        save_png(gray, path)
         files.append(path)
     with contextlib.ExitStack() as closing:  # on leaving: the HTTP clients, then both apps
         demo = build_demo(segmenter, examples_dir=None)
@@ -146,7 +146,7 @@ def bench_startup(weights: str, device: str, timeout: float = 120) -> dict[str, 
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="segapp-bench-start-"))
     path = folder / "slice_0001_266_266_1.50_1.50.png"
-    Image.fromarray(phantom_slices(1)[0]).save(path)
+    save_png(phantom_slices(1)[0], path)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     start = time.perf_counter()
     process = subprocess.Popen(

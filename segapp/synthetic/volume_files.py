@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segapp.io.files import atomic_path
 from segapp.io.nifti import write_label_nifti
 from segapp.io.readers import read_volume
 from segapp.io.volume import DISPLAY_AXCODES, LPS_TO_RAS
@@ -220,7 +221,8 @@ def write_nifti_pair(volume: PhantomVolume, folder: str | Path, *, axcodes: str 
         image.set_sform(affine_ras, code=1)
         image.header.set_xyzt_units("mm")
         path = folder / f"{name}_{suffix}.nii.gz"
-        nib.save(image, str(path))
+        with atomic_path(path, suffix=".nii.gz") as temp:  # nibabel picks gzip by the ending
+            nib.save(image, str(temp))
         paths.append(path)
     return paths[0], paths[1]
 
