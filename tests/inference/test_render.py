@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segapp.inference.render import color_mask, confidence_map, overlay
-from segapp.labels import LABELS
+from segapp.labels import LABELS, organ_palette
 
 
 def _mask() -> np.ndarray:
@@ -68,3 +68,15 @@ def test_confidence_map_table_matches_the_exact_ramp_within_one_level() -> None:
     assert np.abs(confidence_map(conf).astype(int) - exact).max() <= 1
     assert confidence_map(conf).dtype == np.uint8 and confidence_map(conf).shape == (64, 64, 3)
 
+
+
+def test_a_palette_colours_the_overlay_and_the_mask_and_none_keeps_the_table() -> None:
+    gray = np.full((4, 4), 100, dtype=np.uint8)
+    mask = np.zeros((4, 4), dtype=np.uint8)
+    mask[1:3, 1:3] = 1
+    palette = organ_palette(["#ff0000", "#00ff00", "#0000ff"])
+    assert tuple(color_mask(mask, palette=palette)[1, 1]) == (255, 0, 0)
+    assert tuple(overlay(gray, mask, opacity=1.0, palette=palette)[1, 1]) == (255, 0, 0)
+    assert (overlay(gray, mask) == overlay(gray, mask, palette=organ_palette(None))).all()
+    with pytest.raises(ValueError):
+        overlay(gray, mask, palette=[(1, 2, 3)])
