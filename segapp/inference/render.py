@@ -124,3 +124,33 @@ def confidence_map(confidence: np.ndarray) -> np.ndarray:
     scaled = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0) * (_CONFIDENCE_LEVELS - 1) + 0.5
     return _CONFIDENCE_LUT[scaled.astype(np.int64)]
 
+
+
+# The model's confidence is the winning class's probability, so never below 1 / NUM_LABELS:
+# 15 bins of 0.05 from 0.25 to 1.
+CONFIDENCE_EDGES = np.linspace(1.0 / NUM_LABELS, 1.0, 16)
+
+
+def confidence_histogram(labels: np.ndarray, confidence: np.ndarray | None,
+                         edges: np.ndarray = CONFIDENCE_EDGES) -> dict[str, np.ndarray]:
+    """Per organ, how many of its pixels (or voxels) fall in each confidence bin.
+
+    Args:
+        labels: Class ids, any shape (a slice or a volume).
+        confidence: The winning class's probability, same shape; None (labels not from a model)
+            gives all-zero counts.
+        edges: Bin edges (``len(edges) - 1`` bins; values outside land in the end bins).
+
+    Returns:
+        Organ name -> int64 counts, one per bin, for every foreground organ (zeros when absent).
+    """
+    bins = len(edges) - 1
+    if confidence is None:
+        return {label.name: np.zeros(bins, dtype=np.int64) for label in FOREGROUND}
+    if confidence.shape != labels.shape:
+        raise ValueError(f"confidence {confidence.shape} and labels {labels.shape} differ in shape")
+    # One pass: the bin of every pixel, then one bincount per (class, bin) pair.
+    which = np.clip(np.searchsorted(edges, confidence.astype(np.float32).ravel(), side="right") - 1, 0, bins - 1)
+    ids = np.clip(labels.ravel().astype(np.int64), 0, NUM_LABELS - 1)
+    counts = np.bincount(ids * bins + which, minlength=NUM_LABELS * bins).reshape(NUM_LABELS, bins)
+    return {label.name: counts[label.id].astype(np.int64) for label in FOREGROUND}
