@@ -17,6 +17,8 @@ from gradio.components import Component
 
 from segapp.io.image import InvalidImageError
 from segapp.io.readers import read_image
+from segapp.ui.batch import BatchCallbacks
+from segapp.ui.batch_panel import build_batch_panel
 from segapp.ui.callbacks import Callbacks, RenderOutputs, SegmentOutputs, find_examples
 from segapp.ui.cards import (
     NOT_FOR_CLINICAL_USE,
@@ -155,6 +157,10 @@ def build_demo(
                     controls = _slice_input_panel()
                     views, plots = _slice_result_panel()
                     controls = replace(controls, distribution=plots)
+                full_view = in_field_order(SegmentOutputs._fields, {**views, "state": state})
+                batch_opened = build_batch_panel(
+                    BatchCallbacks(callbacks), _download, [controls.opacity, controls.classes, *colours.pickers],
+                    full_view, lambda outputs: list(overlay_from_file(outputs)))
                 gallery = _examples_panel(samples)
             with gr.Tab("Volume", id="mode-volume", elem_id="volume-tab"):
                 volume_runs = build_volume_tab(VolumeCallbacks(callbacks), _download, colours.pickers)
@@ -162,7 +168,7 @@ def build_demo(
 
         # Wiring: the /segment API first, then the slice tab's events, then the About panel.
         _wire_segment_api(callbacks, controls)
-        _wire_slice_tab(callbacks, controls, {**views, "state": state}, gallery, colours.pickers)
+        _wire_slice_tab(callbacks, controls, {**views, "state": state}, gallery, colours.pickers, batch_opened)
         wire_palette(demo, colours)
         _wire_about(demo, callbacks, about, header, volume_runs)
 
@@ -301,10 +307,11 @@ def _wire_segment_api(callbacks: Callbacks, controls: SliceControls) -> None:
 
 
 def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mapping[str, Component],
-                    gallery: gr.Dataset | None, pickers: Sequence[gr.ColorPicker]) -> None:
+                    gallery: gr.Dataset | None, pickers: Sequence[gr.ColorPicker], batch_opened: Any = None) -> None:
     """The slice tab's events. Each result component is named by its SegmentOutputs field and
     listed in the fields' order, so handlers pass the tuples' values on as they are. ``pickers``:
-    the page's organ colours, an input of every drawing event."""
+    the page's organ colours, an input of every drawing event; ``batch_opened``: the event that
+    opens a batch slice in the full view (its downloads and distribution follow as after Submit)."""
     upload, spacing, opacity, classes = controls.upload, controls.spacing, controls.opacity, controls.classes
     plots = controls.distribution or []
     results = in_field_order(SegmentOutputs._fields, views)
@@ -355,6 +362,9 @@ def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mappin
     gr.on([opacity.change, classes.change, *(p.change for p in pickers)], rerender,
           inputs=[views["state"], *drawing], outputs=rerendered, trigger_mode="always_last", **hidden)
     shown_anew = [segmented, previewed, cleared, emptied]
+    if batch_opened is not None:
+        batch_opened.success(enable_downloads, outputs=downloads, **hidden)
+        shown_anew.append(batch_opened)
     if gallery is not None:
         example = gallery.click(run_example, inputs=[gallery, spacing, *drawing], outputs=[upload, *results], **model)
         example.success(enable_downloads, outputs=downloads, **hidden)
