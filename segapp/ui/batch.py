@@ -25,9 +25,8 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import gradio as gr
 import pandas as pd
 
 from segapp.inference.batch_inputs import InputFile

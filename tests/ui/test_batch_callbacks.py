@@ -75,7 +75,7 @@ def test_a_batch_gives_a_gallery_a_table_a_csv_and_a_zip_under_neutral_names(bat
         assert {"stats.csv", "masks/slice-001.png", "overlays/slice-002.png", f"masks/{competition}"} <= names
         with archive.open("masks/slice-001.png") as handle:
             assert np.array_equal(np.array(Image.open(handle)), tiny_segmenter.predict(slices["a"]).mask)
-    rows = list(csv.DictReader(open(result.csv, encoding="utf-8")))
+    rows = list(csv.DictReader(Path(result.csv).read_text(encoding="utf-8").splitlines()))
     assert [row["file"] for row in rows] == sorted(["slice-001.png", "slice-002.png", competition])
     last = next(row for row in rows if row["file"] == competition)
     assert float(last["stomach_area_mm2"] or 0) == pytest.approx(int(last["stomach_pixels"]) * 2.25, abs=0.01)
