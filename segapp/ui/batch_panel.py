@@ -56,8 +56,12 @@ def build_batch_panel(batch: BatchCallbacks, download: Callable[[str, str], gr.D
     def run(files: Sequence[str] | None, *colors: str) -> list[Any]:
         return shown(batch.segment(files, colors or None))
 
-    def open_slice(batch_state, opacity: float, classes: list[str], *colors: str, evt: gr.SelectData) -> list[Any]:
-        return show(batch.open(batch_state, int(evt.index), opacity, classes, colors or None))
+    # Gradio hands the click over by the parameter's annotation, which a *colors parameter cannot
+    # be followed by: one parameter per organ colour (FOREGROUND order).
+    def open_slice(batch_state, opacity: float, classes: list[str], stomach: str, small_bowel: str,
+                   large_bowel: str, evt: gr.SelectData) -> list[Any]:
+        colors = [stomach, small_bowel, large_bowel]
+        return show(batch.open(batch_state, int(evt.index), opacity, classes, colors))
 
     ordered = [outputs[name] for name in BatchOutputs._fields]
     private: dict[str, Any] = {"api_visibility": "private", "concurrency_id": "batch", "concurrency_limit": 1}
