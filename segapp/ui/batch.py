@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from segapp.inference.batch_inputs import InputFile
 from segapp.inference.pipeline import source_bytes

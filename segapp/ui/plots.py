@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]
 
 from segapp.inference.render import CONFIDENCE_EDGES, confidence_histogram
 from segapp.labels import FOREGROUND, RGB, hex_color

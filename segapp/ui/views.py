@@ -178,7 +178,7 @@ def recoloured(meshes: Iterable[Mesh], palette: Palette | None) -> list[Mesh]:
     if palette is None:
         return list(meshes)
     by_name = {label.name: palette[label.id] for label in FOREGROUND}
-    return [replace(mesh, rgb=tuple(by_name.get(mesh.name, mesh.rgb))) for mesh in meshes]
+    return [replace(mesh, rgb=by_name.get(mesh.name, mesh.rgb)) for mesh in meshes]
 
 
 def glb_bytes(meshes: Iterable[Mesh]) -> bytes:
