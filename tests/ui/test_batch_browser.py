@@ -82,13 +82,16 @@ def test_the_colour_scheme_recolours_the_legend_and_is_remembered(browser, page_
     page.wait_for_selector("#legend .swatch")
     assert _swatch_colour(page, "1") == "rgb(230, 159, 0)"  # Okabe-Ito orange: the label table's
     page.locator("#colours").get_by_text("Colours").first.click()
+    stored = page.evaluate("localStorage.getItem('segapp-colours')")
     page.locator("#colour-scheme").get_by_text("Classic").click()
     red = scheme("classic").colors[1]
     page.wait_for_function(
         f"getComputedStyle(document.querySelectorAll('#legend .swatch')[1]).backgroundColor === 'rgb{red}'")
     assert _swatch_colour(page, "1") == f"rgb({red[0]}, {red[1]}, {red[2]})"
     # Remembered in the browser's local storage (nothing on the server): a reload keeps it.
-    page.wait_for_function("localStorage.getItem('segapp-colours') !== null")  # gr.BrowserState, encrypted
+    # gr.BrowserState keeps it encrypted: wait for the stored value to change.
+    page.wait_for_function("(before) => localStorage.getItem('segapp-colours') !== before", arg=stored)
+    page.wait_for_timeout(1000)  # the page's own load-time store may have been the change seen
     page.reload()
     page.wait_for_selector("#legend .swatch")
     page.wait_for_function(
