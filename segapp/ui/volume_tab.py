@@ -49,7 +49,7 @@ KEYBOARD_JS = """
 
 
 def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton],
-                     pickers: Sequence[gr.ColorPicker] = ()) -> list[Any]:
+                     pickers: Sequence[gr.ColorPicker]) -> list[Any]:
     """Lay out and wire the volume tab inside the current Blocks and Tab.
 
     Args:
@@ -174,14 +174,17 @@ def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, componen
         return volume.inspect(chosen(upload, upload_folder))
 
     def run(upload: Sequence[str] | None, upload_folder: Sequence[str] | None, series_uid: str | None,
-            opacity_value: float, shown_classes: list[str], *colors: str, request: gr.Request,
-            progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008 - Gradio's marker
+            opacity_value: float, shown_classes: list[str], stomach: str, small_bowel: str, large_bowel: str,
+            request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008 - Gradio's marker
+        # One parameter per organ colour (FOREGROUND order): Gradio hands over the request by the
+        # parameter's annotation, which cannot follow a *colors parameter.
+        colors = [stomach, small_bowel, large_bowel]
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Segmenting", unit="slices")
 
         progress((0, 1), desc="Reading the upload")
         return shown(volume.segment(chosen(upload, upload_folder), series_uid, opacity_value, shown_classes,
-                                    progress=report, session=request.session_hash, colors=colors or None))
+                                    progress=report, session=request.session_hash, colors=colors))
 
     def stop(request: gr.Request) -> None:
         volume.cancel(request.session_hash)
