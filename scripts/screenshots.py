@@ -130,6 +130,7 @@ def main() -> int:
                 open_volume(page, url, archive)
                 _wait_for_meshes(page)
                 page.screenshot(path=str(ROOT / "assets" / "volume-screenshot.png"), full_page=True)
+                _small_png(ROOT / "assets" / "volume-screenshot.png", colours=256)  # the 3D view's shading
                 browser.close()
         finally:
             process.terminate()
