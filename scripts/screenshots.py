@@ -1,6 +1,7 @@
 """Redraw the README's page screenshots on the bundled weights, in headless Chromium.
 
-    python scripts/screenshots.py            # assets/screenshot.png and assets/volume-screenshot.png
+    python scripts/screenshots.py            # assets/screenshot.png, volume-screenshot.png,
+                                             # batch-screenshot.png and palette-screenshot.png
 
 Starts ``app.py`` (bundled weights, CPU) on a free loopback port; the slice tab segments the first
 bundled example, the volume tab the 144-slice phantom example series (the one the tab offers).
@@ -56,6 +57,42 @@ def _wait_for_meshes(page, seconds: float = 30) -> None:
         time.sleep(0.5)
 
 
+def _small_png(path: Path, colours: int = 192) -> None:
+    """Re-save a screenshot with a palette of ``colours`` (docs PNGs stay well under 600 KB)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(colours, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def _batch_and_palette_shots(page) -> None:
+    """The batch panel with every bundled example segmented, then the page in the classic scheme."""
+    page.locator("#batch").get_by_text("Batch of slices").click()
+    page.locator("#batch-upload input[type=file]").set_input_files([str(p) for p in sorted(EXAMPLES_DIR.glob("*.png"))])
+    page.click("#batch-submit")
+    page.locator("#batch-summary", has_text="slices segmented").wait_for()
+    time.sleep(1.5)
+    page.locator("#batch").screenshot(path=str(ROOT / "assets" / "batch-screenshot.png"))
+    _small_png(ROOT / "assets" / "batch-screenshot.png")
+    page.locator("#batch-gallery img").first.click()
+    page.locator("#colours").get_by_text("Colours").first.click()
+    page.locator("#colour-scheme").get_by_text("Classic").click()
+    page.get_by_role("tab", name="Confidence").click()
+    time.sleep(2.0)
+    page.locator("#colours").screenshot(path=str(ROOT / "assets" / "palette-top.png"))
+    page.locator("#main-row").screenshot(path=str(ROOT / "assets" / "palette-row.png"))
+    from PIL import Image
+
+    with Image.open(ROOT / "assets" / "palette-top.png") as top, Image.open(ROOT / "assets" / "palette-row.png") as row:
+        sheet = Image.new("RGB", (max(top.width, row.width), top.height + row.height), "white")
+        sheet.paste(top, (0, 0))
+        sheet.paste(row, (0, top.height))
+        sheet.save(ROOT / "assets" / "palette-screenshot.png")
+    for part in ("palette-top.png", "palette-row.png"):
+        (ROOT / "assets" / part).unlink()
+    _small_png(ROOT / "assets" / "palette-screenshot.png")
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -87,16 +124,18 @@ def main() -> int:
                 page.locator("#stats .stats-table").wait_for()
                 time.sleep(1.0)
                 page.screenshot(path=str(ROOT / "assets" / "screenshot.png"), full_page=True)
+                _batch_and_palette_shots(page)
                 page = browser.new_page(viewport=VIEWPORT)
                 page.set_default_timeout(120_000)
                 open_volume(page, url, archive)
                 _wait_for_meshes(page)
                 page.screenshot(path=str(ROOT / "assets" / "volume-screenshot.png"), full_page=True)
+                _small_png(ROOT / "assets" / "volume-screenshot.png", colours=256)  # the 3D view's shading
                 browser.close()
         finally:
             process.terminate()
             process.wait(timeout=30)
-    print("wrote assets/screenshot.png and assets/volume-screenshot.png")
+    print("wrote assets/screenshot.png, volume-screenshot.png, batch-screenshot.png and palette-screenshot.png")
     return 0
 
 

@@ -44,6 +44,7 @@ from segapp.io.naming import parse_slice_name
 from segapp.io.readers import read_image
 from segapp.io.rle import rle_encode
 from segapp.io.volume import DEFAULT_MAX_VOXELS, InvalidVolumeError
+from segapp.labels import Palette
 from segapp.model.context import context_stack, named_context_indices, single_slice_notice
 from segapp.model.distributed import Dist, leave_distributed, setup_distributed
 from segapp.model.onnx_runtime import OnnxError
@@ -71,8 +72,9 @@ def _chosen_formats(formats: Iterable[str]) -> tuple[set[str], bool]:
     return chosen, every
 
 
-class _Reporter:
-    """Collects failures into the summary and prints each as one line (through the bar if any)."""
+class Reporter:
+    """Collects failures into the summary and prints each as one line (through the bar if any,
+    or to ``log``, which may drop the line: the page shows failures by neutral names instead)."""
 
     def __init__(self, summary: PredictSummary, log: Callable[[str], None] | None) -> None:
         self.summary, self.log = summary, log
@@ -148,7 +150,7 @@ def predict(
     out_dir = Path(out)
     entries, volume_inputs, problems = _sorted_inputs(inputs, out_dir)
     summary = PredictSummary(out=out_dir)
-    report = _Reporter(summary, log)
+    report = Reporter(summary, log)
     names = _volume_names(entries, volume_inputs)
     dist, run_device = _join_processes(device)
     if dist.main:
@@ -170,7 +172,7 @@ def predict(
         tables = Tables()
         if entries:
             keep = "nifti" in chosen or every
-            kept = _predict_slices(entries, segmenter, chosen, out_dir, tables, report, batch_size=batch_size,
+            kept = predict_slices(entries, segmenter, chosen, out_dir, tables, report, batch_size=batch_size,
                                    progress=progress, keep=keep)
             if keep:
                 tables.volumes += _case_day_volumes(kept, segmenter, out_dir, report)
@@ -266,16 +268,24 @@ def _batches(
     yield from (group for group in waiting.values() if group)
 
 
-def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: set[str], out_dir: Path,
-                    tables: Tables, report: _Reporter, *, batch_size: int, progress: bool,
-                    keep: bool) -> dict[InputFile, Prediction]:
+def predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: set[str], out_dir: Path,
+                   tables: Tables, report: Reporter, *, batch_size: int, progress: bool, keep: bool,
+                   palette: Palette | None = None, stop: Callable[[], bool] | None = None,
+                   ) -> dict[InputFile, Prediction]:
     """The slice inputs: masks and overlays written, stats and submission rows added to ``tables``;
-    returns the predictions of case-day slices when ``keep`` (for their NIfTI volumes)."""
+    returns the predictions of case-day slices when ``keep`` (for their NIfTI volumes).
+
+    Overlays are drawn in ``palette`` (None: the label table's colours). ``stop`` is asked between
+    batches; once it says True the slices not yet segmented are reported as failed (a time limit).
+    """
     if progress:
         report.bar = tqdm(total=len(entries), desc="segmenting", unit="slice")
     bar = report.bar
 
+    seen: set[InputFile] = set()
+
     def unreadable(entry: InputFile, reason: str) -> None:
+        seen.add(entry)
         report.fail(entry.path, reason)
         if bar is not None:
             bar.update(1)
@@ -303,6 +313,9 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
     # outstanding writes are bounded so memory stays flat over thousands of slices.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for batch in _batches(entries, batch_size, pool, unreadable):
+            if stop is not None and stop():
+                break
+            seen.update(entry for entry, _ in batch)
             stacks = None if context is None else context.stacks(batch)
             predictions = segmenter.predict_batch([scan for _, scan in batch], stacks=stacks)
             for (entry, scan), prediction in zip(batch, predictions):
@@ -311,7 +324,7 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
                     pending.append((entry, pool.submit(save_mask_png, mask, entry.output(out_dir / "masks"))))
                 if "overlay" in chosen:
                     target = entry.output(out_dir / "overlays")
-                    pending.append((entry, pool.submit(_save_overlay, scan.pixels, mask, target)))
+                    pending.append((entry, pool.submit(_save_overlay, scan.pixels, mask, target, palette)))
                 if "rle" in chosen:
                     submission += [
                         (entry.id, lb.name, rle_encode(mask == lb.id)) for lb in SUBMISSION_CLASSES
@@ -323,6 +336,9 @@ def _predict_slices(entries: Sequence[InputFile], segmenter: Segmenter, chosen: 
                 bar.update(len(batch))
             settle(4 * batch_size)
         settle(0)
+    for entry in entries:
+        if entry not in seen:  # stopped: the rest was never segmented
+            report.fail(entry.path, "not segmented: the time limit was reached", "failed")
     if bar is not None:
         bar.close()
         report.bar = None
@@ -382,7 +398,7 @@ class _Neighbours:
 
 
 def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, out_dir: Path,
-                      report: _Reporter) -> list[dict[str, Any]]:
+                      report: Reporter) -> list[dict[str, Any]]:
     """NIfTI volumes of the case-days among the slice inputs, from their slice predictions."""
     groups: dict[str, list[InputFile]] = {}
     for entry in kept:
@@ -412,7 +428,7 @@ def _case_day_volumes(kept: dict[InputFile, Prediction], segmenter: Segmenter, o
 
 
 def _predict_volume(path: Path, name: str, segmenter: Segmenter, chosen: set[str], every: bool, out_dir: Path,
-                    report: _Reporter, *, batch_size: int, progress: bool,
+                    report: Reporter, *, batch_size: int, progress: bool,
                     series: str | None) -> dict[str, Any] | None:
     """One volume input through the volume pipeline: its volumes.csv row, or None when it failed
     (the reason reported: bad input is skipped, a failed model or disk is a failure)."""
@@ -429,5 +445,5 @@ def _predict_volume(path: Path, name: str, segmenter: Segmenter, chosen: set[str
     return result.row(name)
 
 
-def _save_overlay(gray: np.ndarray, mask: np.ndarray, path: Path) -> None:
-    save_png(overlay(gray, mask), path)
+def _save_overlay(gray: np.ndarray, mask: np.ndarray, path: Path, palette: Palette | None = None) -> None:
+    save_png(overlay(gray, mask, palette=palette), path)

@@ -1,18 +1,30 @@
 """Pictures of a prediction: colour masks, overlays on the slice, confidence heat maps.
 
 All functions take and return numpy arrays: (H, W) uint8 grayscale slices, (H, W) uint8
-class-id masks, and produce (H, W, 3) uint8 RGB images.
+class-id masks, and produce (H, W, 3) uint8 RGB images. Colours come from ``palette`` (one RGB
+per class id, as :func:`segapp.labels.organ_palette` makes); None draws the label table's colours,
+so ``python -m segapp.predict`` and the page share one path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from segapp.labels import FOREGROUND, LABELS, NUM_LABELS
 
 _PALETTE = np.array([label.color for label in LABELS], dtype=np.uint8)  # (C, 3)
+
+
+def _palette(palette: Sequence[Sequence[int]] | None) -> np.ndarray:
+    """(C, 3) uint8 colours by class id: ``palette``, or the label table's when None."""
+    if palette is None:
+        return _PALETTE
+    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    if len(colours) != NUM_LABELS:
+        raise ValueError(f"a palette needs {NUM_LABELS} colours (background first), got {len(colours)}")
+    return colours
 
 # Perceptually ordered, colour-blind-safe ramp (viridis key colours): low confidence dark
 # purple, high confidence yellow. Interpolated linearly between the stops.
@@ -30,8 +42,9 @@ def _visible_ids(visible: Iterable[int | str] | None) -> np.ndarray:
     return np.array([i for i in ids if 0 < i < NUM_LABELS], dtype=np.int64)
 
 
-def color_mask(mask: np.ndarray, visible: Iterable[int | str] | None = None) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8, each visible class in its colour, the rest black.
+def color_mask(mask: np.ndarray, visible: Iterable[int | str] | None = None, *,
+               palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8, each visible class in its ``palette`` colour, the rest black.
 
     Ids outside 0..NUM_LABELS-1 are drawn black.
     """
@@ -39,7 +52,7 @@ def color_mask(mask: np.ndarray, visible: Iterable[int | str] | None = None) -> 
     # than masking after the palette lookup.
     table = np.zeros((256, 3), dtype=np.uint8)
     ids = _visible_ids(visible)
-    table[ids] = _PALETTE[ids]
+    table[ids] = _palette(palette)[ids]
     if mask.dtype == np.uint8:
         return table[mask]
     return table[np.where((mask >= 0) & (mask < NUM_LABELS), mask, 0)]
@@ -52,6 +65,7 @@ def overlay(
     opacity: float = 0.5,
     visible: Iterable[int | str] | None = None,
     outline: bool = True,
+    palette: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Blend the class colours onto the grayscale slice.
 
@@ -61,6 +75,7 @@ def overlay(
         opacity: 0 (slice only) .. 1 (solid colour) for the filled regions.
         visible: Class ids or names to draw; None draws every organ.
         outline: Draw each region's border in full colour, so outlines stay readable at low opacity.
+        palette: One RGB per class id; None: the label table's colours.
 
     Returns:
         (H, W, 3) uint8 RGB.
@@ -69,7 +84,7 @@ def overlay(
         raise ValueError(f"slice {gray.shape} and mask {mask.shape} differ in size")
     opacity = float(np.clip(opacity, 0.0, 1.0))
     base = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
-    colours = _PALETTE[np.clip(mask, 0, NUM_LABELS - 1)].astype(np.float32)
+    colours = _palette(palette)[np.clip(mask, 0, NUM_LABELS - 1)].astype(np.float32)
     keep = np.isin(mask, _visible_ids(visible))
     out = base.copy()
     out[keep] = (1 - opacity) * base[keep] + opacity * colours[keep]
@@ -109,3 +124,33 @@ def confidence_map(confidence: np.ndarray) -> np.ndarray:
     scaled = np.clip(np.nan_to_num(confidence, nan=0.0), 0.0, 1.0) * (_CONFIDENCE_LEVELS - 1) + 0.5
     return _CONFIDENCE_LUT[scaled.astype(np.int64)]
 
+
+
+# The model's confidence is the winning class's probability, so never below 1 / NUM_LABELS:
+# 15 bins of 0.05 from 0.25 to 1.
+CONFIDENCE_EDGES = np.linspace(1.0 / NUM_LABELS, 1.0, 16)
+
+
+def confidence_histogram(labels: np.ndarray, confidence: np.ndarray | None,
+                         edges: np.ndarray = CONFIDENCE_EDGES) -> dict[str, np.ndarray]:
+    """Per organ, how many of its pixels (or voxels) fall in each confidence bin.
+
+    Args:
+        labels: Class ids, any shape (a slice or a volume).
+        confidence: The winning class's probability, same shape; None (labels not from a model)
+            gives all-zero counts.
+        edges: Bin edges (``len(edges) - 1`` bins; values outside land in the end bins).
+
+    Returns:
+        Organ name -> int64 counts, one per bin, for every foreground organ (zeros when absent).
+    """
+    bins = len(edges) - 1
+    if confidence is None:
+        return {label.name: np.zeros(bins, dtype=np.int64) for label in FOREGROUND}
+    if confidence.shape != labels.shape:
+        raise ValueError(f"confidence {confidence.shape} and labels {labels.shape} differ in shape")
+    # One pass: the bin of every pixel, then one bincount per (class, bin) pair.
+    which = np.clip(np.searchsorted(edges, confidence.astype(np.float32).ravel(), side="right") - 1, 0, bins - 1)
+    ids = np.clip(labels.ravel().astype(np.int64), 0, NUM_LABELS - 1)
+    counts = np.bincount(ids * bins + which, minlength=NUM_LABELS * bins).reshape(NUM_LABELS, bins)
+    return {label.name: counts[label.id].astype(np.int64) for label in FOREGROUND}

@@ -294,7 +294,7 @@ def _members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             and not PurePosixPath(entry.filename.replace("\\", "/")).name.startswith("._")]
 
 
-def _slice_png_name(entry_name: str) -> str | None:
+def slice_png_name(entry_name: str) -> str | None:
     """The name a competition-named PNG slice is extracted under, else None.
 
     The case-folder reader needs the slice's name (slice number, size, spacing, case and day).
@@ -318,7 +318,7 @@ def _unzip(archive: Path, folder: Path) -> None:
 
     Entries get neutral names (``folder/000042``): file names can carry patient data and odd
     characters. Competition-named PNG slices are the exception: each goes into a folder of its
-    own under the name :func:`_slice_png_name` gives (``folder/000042/case7_day3_slice_...png``).
+    own under the name :func:`slice_png_name` gives (``folder/000042/case7_day3_slice_...png``).
     """
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -339,7 +339,7 @@ def _unzip(archive: Path, folder: Path) -> None:
                 if (entry.external_attr >> 16) & 0o170000 == 0o120000:
                     continue  # symbolic link: never followed
                 target = folder / f"{index:06d}"
-                slice_name = _slice_png_name(entry.filename)
+                slice_name = slice_png_name(entry.filename)
                 if slice_name is not None:
                     target.mkdir()
                     target = target / slice_name

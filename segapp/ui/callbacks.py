@@ -29,6 +29,7 @@ from segapp.inference.render import color_mask, confidence_map, overlay
 from segapp.io.files import write_bytes_atomic, write_text_atomic
 from segapp.io.image import IMAGE_SUFFIXES, InvalidImageError, ScanImage, save_mask_png, save_png
 from segapp.io.readers import read_image
+from segapp.labels import organ_palette
 from segapp.ui.cards import (
     about_markdown,
     empty_card_html,
@@ -41,6 +42,7 @@ from segapp.ui.cards import (
     visible_classes,
     weights_name,
 )
+from segapp.ui.plots import distribution_updates
 
 if TYPE_CHECKING:  # torch stays unimported until a model is needed
     from segapp.inference.segmenter import Prediction, Segmenter
@@ -63,10 +65,12 @@ class ViewState:
     Attributes:
         gray: (H, W) uint8 slice as segmented.
         mask: (H, W) uint8 class ids.
+        confidence: (H, W) float winning-class probabilities, for the confidence distribution.
     """
 
     gray: np.ndarray
     mask: np.ndarray
+    confidence: np.ndarray | None = None
 
 
 class SegmentOutputs(NamedTuple):
@@ -364,6 +368,7 @@ class Callbacks:
         spacing_text: str | None = "",
         opacity: float = 0.5,
         classes: Sequence[str] | None = None,
+        colors: Sequence[str] | None = None,
     ) -> SegmentOutputs:
         """Segment one uploaded slice.
 
@@ -373,12 +378,13 @@ class Callbacks:
                 the file name's.
             opacity: Overlay opacity, 0..1.
             classes: Organ names to draw; None draws all.
+            colors: One colour per organ (the page's pickers); None: the label table's.
 
         Raises:
             gradio.Error: With a readable message for every user error or failure.
         """
         prediction, source = self._predict(file, spacing_text)
-        return self._outputs(prediction, source, opacity, classes)
+        return self._outputs(prediction, source, opacity, classes, colors)
 
     def segment_api(self, file: str | None, spacing_text: str | None = "") -> tuple[str, dict[str, Any]]:
         """The ``/segment`` API: only what a program needs, so the web path stays light.
@@ -425,10 +431,12 @@ class Callbacks:
         spacing_source: str | None,
         opacity: float,
         classes: Sequence[str] | None,
+        colors: Sequence[str] | None = None,
     ) -> SegmentOutputs:
         visible = None if classes is None else visible_classes(classes)
         gray, mask = prediction.image.pixels, prediction.mask
-        blended = overlay(gray, mask, opacity=opacity, visible=visible)
+        palette = organ_palette(colors)
+        blended = overlay(gray, mask, opacity=opacity, visible=visible, palette=palette)
         folder = self.outputs.new()
         made = stamp()
         mask_path = folder / f"segapp-mask-{made}.png"
@@ -444,26 +452,36 @@ class Callbacks:
             overlay_png=str(overlay_path),
             stats_file=str(stats_path),
             overlay=blended,
-            mask_view=color_mask(mask, visible),
+            mask_view=color_mask(mask, visible, palette=palette),
             confidence=confidence_map(prediction.confidence),
             card=stats_card_html(prediction, spacing_source=spacing_source),
-            state=ViewState(gray=gray, mask=mask),
+            state=ViewState(gray=gray, mask=mask, confidence=prediction.confidence),
         )
 
     def rerender(
-        self, state: ViewState | None, opacity: float, classes: Sequence[str] | None
+        self, state: ViewState | None, opacity: float, classes: Sequence[str] | None,
+        colors: Sequence[str] | None = None,
     ) -> RenderOutputs:
-        """Redraw overlay and mask for new opacity or class toggles, without running the model."""
+        """Redraw overlay and mask for new opacity, class toggles or colours, without running the model."""
         if state is None:
             return RenderOutputs(overlay_png=gr.skip(), overlay=gr.skip(), mask_view=gr.skip())
         visible = visible_classes(classes)
-        blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible)
+        palette = organ_palette(colors)
+        blended = overlay(state.gray, state.mask, opacity=opacity, visible=visible, palette=palette)
         path = self.outputs.new() / f"segapp-overlay-{stamp()}.png"
         save_png(blended, path, durable=False, compress_level=1)  # a temporary download, as in segment
-        return RenderOutputs(overlay_png=str(path), overlay=blended, mask_view=color_mask(state.mask, visible))
+        return RenderOutputs(overlay_png=str(path), overlay=blended,
+                             mask_view=color_mask(state.mask, visible, palette=palette))
+
+    def distribution(self, state: ViewState | None, colors: Sequence[str] | None = None) -> list[Any]:
+        """The confidence distribution's plots (one per organ) for the shown slice; empty without one."""
+        if state is None:
+            return distribution_updates(None, None, organ_palette(colors))
+        return distribution_updates(state.mask, state.confidence, organ_palette(colors))
 
     def example(
-        self, index: int, spacing_text: str | None, opacity: float, classes: Sequence[str] | None
+        self, index: int, spacing_text: str | None, opacity: float, classes: Sequence[str] | None,
+        colors: Sequence[str] | None = None,
     ) -> tuple[str, SegmentOutputs]:
         """Click on example ``index``: put a copy in the upload field and segment it.
 
@@ -479,7 +497,7 @@ class Callbacks:
         source = self.examples[index]
         copy = self.outputs.new() / source.name
         write_bytes_atomic(copy, source.read_bytes())  # an example slice: well under 1 MB
-        return str(copy), self.segment(str(copy), spacing_text, opacity, classes)
+        return str(copy), self.segment(str(copy), spacing_text, opacity, classes, colors)
 
     def about(self) -> tuple[str, str]:
         """The About text and the header badge; loads the slice model if needed (never the

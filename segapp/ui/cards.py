@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from segapp.io.image import ScanImage
-from segapp.labels import FOREGROUND, LABELS
+from segapp.labels import FOREGROUND, LABELS, Palette
 from segapp.model.context import FLAT, format_offsets
+from segapp.ui.theme import organ_css_color
 from segapp.ui.views import VolumeView, png_data_uri
 from segapp.version import __version__
 
@@ -60,7 +61,7 @@ def _fmt_spacing(spacing: tuple[float, float] | None) -> str:
 def legend_html() -> str:
     """Colour legend of every class, background included: a square and the display name each."""
     items = "".join(
-        f'<span class="legend-item"><span class="swatch" style="background:{lab.hex}"></span>'
+        f'<span class="legend-item"><span class="swatch" style="background:{organ_css_color(lab)}"></span>'
         f"{html.escape(lab.display)}</span>"
         for lab in LABELS
     )
@@ -104,7 +105,7 @@ def stats_card_html(prediction: Prediction, *, spacing_source: str | None = None
         s = prediction.stats[label.name]
         muted = ' class="muted"' if label.id == 0 else ""
         rows.append(
-            f"<tr{muted}><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
+            f"<tr{muted}><td class='organ'><span class='swatch' style='background:{organ_css_color(label)}'></span>"
             f"{html.escape(label.display)}</td>"
             f"<td>{fmt_int(s.pixels)}</td><td>{_fmt_share(s.fraction)}</td>"
             f"<td>{fmt_area(s.area_mm2)}</td><td>{fmt_conf(s.mean_confidence)}</td></tr>"
@@ -292,7 +293,7 @@ def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> 
         organ = prediction.organs[label.name]
         span = "—" if organ.slices is None else f"{organ.slices[0] + 1}–{organ.slices[1] + 1}"
         rows.append(
-            f"<tr><td class='organ'><span class='swatch' style='background:{label.hex}'></span>"
+            f"<tr><td class='organ'><span class='swatch' style='background:{organ_css_color(label)}'></span>"
             f"{html.escape(label.display)}</td><td>{organ.volume_ml:,.1f} mL</td><td>{span}</td>"
             f"<td>{fmt_area(organ.max_area_mm2 if organ.voxels else None)}</td>"
             f"<td>{fmt_conf(organ.mean_confidence)}</td><td>{fmt_int(organ.voxels)}</td></tr>"
@@ -320,15 +321,16 @@ def volume_card_html(prediction: VolumePrediction, model: str | None = None) -> 
     )
 
 
-def views_html(view: VolumeView, index: int, *, opacity: float, visible: Sequence[str] | None) -> str:
+def views_html(view: VolumeView, index: int, *, opacity: float, visible: Sequence[str] | None,
+               palette: Palette | None = None) -> str:
     """The three planes: the axial slice ``index`` (0-based) and the coronal and sagittal
     reformats with that slice marked. ``data-slice`` carries the shown index (1-based)."""
     k = view.clamp(index)
-    axial = png_data_uri(view.axial(k, opacity=opacity, visible=visible))
+    axial = png_data_uri(view.axial(k, opacity=opacity, visible=visible, palette=palette))
     marker = f"{view.marker_percent(k):.3f}%"
     planes = "".join(
         f'<figure class="vol-plane vol-{plane}"><div class="vol-frame">'
-        f'<img src="{view.reformat_uri(plane, opacity=opacity, visible=visible)}" alt="{plane} reformat">'
+        f'<img src="{view.reformat_uri(plane, opacity=opacity, visible=visible, palette=palette)}" alt="{plane} reformat">'
         f'<div class="vol-marker" style="top:{marker}"></div></div><figcaption>{plane.capitalize()}</figcaption></figure>'
         for plane in ("coronal", "sagittal")
     )

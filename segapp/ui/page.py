@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +17,8 @@ from gradio.components import Component
 
 from segapp.io.image import InvalidImageError
 from segapp.io.readers import read_image
+from segapp.ui.batch import BatchCallbacks
+from segapp.ui.batch_panel import build_batch_panel
 from segapp.ui.callbacks import Callbacks, RenderOutputs, SegmentOutputs, find_examples
 from segapp.ui.cards import (
     NOT_FOR_CLINICAL_USE,
@@ -24,7 +26,8 @@ from segapp.ui.cards import (
     empty_card_html,
     model_badge_html,
 )
-from segapp.ui.controls import overlay_controls
+from segapp.ui.controls import overlay_controls, palette_controls, wire_palette
+from segapp.ui.plots import distribution_plots
 from segapp.ui.volume import VolumeCallbacks
 from segapp.ui.volume_tab import build_volume_tab
 
@@ -145,21 +148,28 @@ def build_demo(
                               examples=examples)
         state = gr.State(None, time_to_live=STATE_TTL_S)
         header = gr.HTML(header_html(model_badge_html(None)), elem_id="app-header")
+        colours = palette_controls()
 
         # Layout: the two modes as tabs, then the About panel (components appear in this order).
         with gr.Tabs(elem_id="modes"):
             with gr.Tab("Slice", id="mode-slice", elem_id="slice-tab"):
                 with gr.Row(equal_height=False, elem_id="main-row"):
                     controls = _slice_input_panel()
-                    views = _slice_result_panel()
+                    views, plots = _slice_result_panel()
+                    controls = replace(controls, distribution=plots)
+                full_view = in_field_order(SegmentOutputs._fields, {**views, "state": state})
+                batch_opened = build_batch_panel(
+                    BatchCallbacks(callbacks), _download, [controls.opacity, controls.classes, *colours.pickers],
+                    full_view, lambda outputs: list(overlay_from_file(outputs)))
                 gallery = _examples_panel(samples)
             with gr.Tab("Volume", id="mode-volume", elem_id="volume-tab"):
-                volume_runs = build_volume_tab(VolumeCallbacks(callbacks), _download)
+                volume_runs = build_volume_tab(VolumeCallbacks(callbacks), _download, colours.pickers)
         about = _about_panel()
 
         # Wiring: the /segment API first, then the slice tab's events, then the About panel.
         _wire_segment_api(callbacks, controls)
-        _wire_slice_tab(callbacks, controls, {**views, "state": state}, gallery)
+        _wire_slice_tab(callbacks, controls, {**views, "state": state}, gallery, colours.pickers, batch_opened)
+        wire_palette(demo, colours)
         _wire_about(demo, callbacks, about, header, volume_runs)
 
     configure_queue(demo, CONCURRENCY)
@@ -177,6 +187,7 @@ class SliceControls:
     opacity: gr.Slider
     clear: gr.Button
     submit: gr.Button
+    distribution: list[gr.BarPlot] | None = None  # the confidence distribution, set by the result panel
 
 
 def _slice_input_panel() -> SliceControls:
@@ -202,11 +213,13 @@ def _slice_input_panel() -> SliceControls:
     return SliceControls(upload, spacing, classes, opacity, clear, submit)
 
 
-def _slice_result_panel() -> dict[str, Component]:
-    """Right column: the overlay, mask and confidence views, the card, the downloads and the JSON.
+def _slice_result_panel() -> tuple[dict[str, Component], list[gr.BarPlot]]:
+    """Right column: the overlay, mask and confidence views (the confidence distribution under the
+    map), the card, the downloads and the JSON.
 
     Returns:
-        The components by the :class:`SegmentOutputs` field each shows (all but ``state``).
+        The components by the :class:`SegmentOutputs` field each shows (all but ``state``), and
+        the confidence distribution's plots.
     """
     with gr.Column(scale=7, min_width=360, elem_id="right-col"):
         with gr.Tabs(elem_id="views"):
@@ -220,6 +233,7 @@ def _slice_result_panel() -> dict[str, Component]:
                     '<div class="colorbar"><span>low</span><span class="ramp"></span>'
                     "<span>high confidence</span></div>"
                 )
+                plots = distribution_plots()
         card = gr.HTML(empty_card_html(), label="Statistics card", elem_id="stats")
         with gr.Row(elem_id="downloads"):
             mask_button = _download("Mask PNG", "download-mask")
@@ -236,7 +250,7 @@ def _slice_result_panel() -> dict[str, Component]:
         "mask_view": mask_view,
         "confidence": confidence_view,
         "card": card,
-    }
+    }, plots
 
 
 def _examples_panel(samples: list[list[Any]]) -> gr.Dataset | None:
@@ -293,10 +307,13 @@ def _wire_segment_api(callbacks: Callbacks, controls: SliceControls) -> None:
 
 
 def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mapping[str, Component],
-                    gallery: gr.Dataset | None) -> None:
+                    gallery: gr.Dataset | None, pickers: Sequence[gr.ColorPicker], batch_opened: Any = None) -> None:
     """The slice tab's events. Each result component is named by its SegmentOutputs field and
-    listed in the fields' order, so handlers pass the tuples' values on as they are."""
+    listed in the fields' order, so handlers pass the tuples' values on as they are. ``pickers``:
+    the page's organ colours, an input of every drawing event; ``batch_opened``: the event that
+    opens a batch slice in the full view (its downloads and distribution follow as after Submit)."""
     upload, spacing, opacity, classes = controls.upload, controls.spacing, controls.opacity, controls.classes
+    plots = controls.distribution or []
     results = in_field_order(SegmentOutputs._fields, views)
     rerendered = [views[name] for name in RenderOutputs._fields]
     downloads = [views[name] for name in DOWNLOAD_FIELDS]
@@ -314,8 +331,8 @@ def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mappin
     # The events return plain values (file paths, dict), not updates; the buttons are enabled
     # by a follow-up event.
     def segment(image: str | None, spacing_mm: str | None = None, opacity: float = 0.5,
-                classes: list[str] | None = None) -> list[Any]:
-        return list(overlay_from_file(callbacks.segment(image, spacing_mm, opacity, classes)))
+                classes: list[str] | None = None, *colors: str) -> list[Any]:
+        return list(overlay_from_file(callbacks.segment(image, spacing_mm, opacity, classes, colors)))
 
     def preview(file: str | None, spacing_text: str):
         return show(callbacks.preview(file, spacing_text))
@@ -323,26 +340,40 @@ def _wire_slice_tab(callbacks: Callbacks, controls: SliceControls, views: Mappin
     def clear_all():
         return [None, ""] + show(callbacks.clear())
 
-    def rerender(view_state, opacity_value: float, shown: list[str]):
-        return list(overlay_from_file(callbacks.rerender(view_state, opacity_value, shown)))
+    def rerender(view_state, opacity_value: float, shown: list[str], *colors: str):
+        return list(overlay_from_file(callbacks.rerender(view_state, opacity_value, shown, colors)))
 
-    def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str]):
-        path, outputs = callbacks.example(index, spacing_text, opacity_value, shown)
+    def run_example(index: int, spacing_text: str, opacity_value: float, shown: list[str], *colors: str):
+        path, outputs = callbacks.example(index, spacing_text, opacity_value, shown, colors)
         return [path, *overlay_from_file(outputs)]
+
+    def distribution(view_state, *colors: str):
+        return callbacks.distribution(view_state, colors)
 
     hidden: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
     model: dict[str, Any] = {"api_visibility": "private", "concurrency_id": "model"}
-    controls.submit.click(segment, inputs=[upload, spacing, opacity, classes], outputs=results, **model
-                          ).success(enable_downloads, outputs=downloads, **hidden)
-    upload.upload(preview, inputs=[upload, spacing], outputs=results, **model)
-    upload.clear(lambda: show(callbacks.clear()), outputs=results, **hidden)
-    controls.clear.click(clear_all, outputs=[upload, spacing, *results], **hidden)
-    for control in (opacity, classes):
-        control.change(rerender, inputs=[views["state"], opacity, classes], outputs=rerendered,
-                       trigger_mode="always_last", **hidden)
+    drawing = [opacity, classes, *pickers]
+    state_and_colors = [views["state"], *pickers]
+    segmented = controls.submit.click(segment, inputs=[upload, spacing, *drawing], outputs=results, **model)
+    segmented.success(enable_downloads, outputs=downloads, **hidden)
+    previewed = upload.upload(preview, inputs=[upload, spacing], outputs=results, **model)
+    cleared = upload.clear(lambda: show(callbacks.clear()), outputs=results, **hidden)
+    emptied = controls.clear.click(clear_all, outputs=[upload, spacing, *results], **hidden)
+    gr.on([opacity.change, classes.change, *(p.change for p in pickers)], rerender,
+          inputs=[views["state"], *drawing], outputs=rerendered, trigger_mode="always_last", **hidden)
+    shown_anew = [segmented, previewed, cleared, emptied]
+    if batch_opened is not None:
+        batch_opened.success(enable_downloads, outputs=downloads, **hidden)
+        shown_anew.append(batch_opened)
     if gallery is not None:
-        gallery.click(run_example, inputs=[gallery, spacing, opacity, classes], outputs=[upload, *results], **model
-                      ).success(enable_downloads, outputs=downloads, **hidden)
+        example = gallery.click(run_example, inputs=[gallery, spacing, *drawing], outputs=[upload, *results], **model)
+        example.success(enable_downloads, outputs=downloads, **hidden)
+        shown_anew.append(example)
+    if plots:  # the confidence distribution follows every new result and every colour change
+        for event in shown_anew:
+            event.then(distribution, inputs=state_and_colors, outputs=plots, **hidden)
+        gr.on([p.change for p in pickers], distribution, inputs=state_and_colors, outputs=plots,
+              trigger_mode="always_last", **hidden)
 
 
 def _wire_about(demo: gr.Blocks, callbacks: Callbacks, about: gr.Markdown, header: gr.HTML,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from segapp.labels import LABELS
+from segapp.labels import LABELS, Label
 
 # Weights Gradio ships in its static folder (checked against gradio 6.31). Asking for one
 # it does not ship would make GoogleFont fall back to a fonts.googleapis.com link.
@@ -55,12 +55,18 @@ def make_theme() -> gr.themes.Base:
     )
 
 
+def organ_css_color(label: Label) -> str:
+    """The organ's colour in CSS: the page's colour-scheme variable ``--organ-<name>`` (set in the
+    browser by :data:`segapp.ui.controls.SET_COLOURS_JS`), else the label table's colour."""
+    return f"var(--organ-{label.name.replace('_', '-')}, {label.hex})"
+
+
 def legend_css() -> str:
     """CSS that gives each class toggle its label colour (generated, so colours have one source)."""
     rules = []
     for position, label in enumerate(LABELS[1:], start=1):
         for toggles in ("#class-toggles", "#vol-class-toggles"):  # the slice tab's and the volume tab's
-            rules.append(f"{toggles} label:nth-of-type({position})::before {{ background: {label.hex}; }}")
+            rules.append(f"{toggles} label:nth-of-type({position})::before {{ background: {organ_css_color(label)}; }}")
     return "\n".join(rules) + "\n"
 
 

@@ -13,15 +13,15 @@ import io
 import json
 import struct
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
 from skimage.measure import marching_cubes
 
 from segapp.inference.render import overlay
-from segapp.labels import FOREGROUND
+from segapp.labels import FOREGROUND, Palette
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +34,8 @@ class VolumeView:
         spacing_mm: (slice, row, column) mm.
         coronal_row: Row index the coronal reformat cuts through.
         sagittal_column: Column index the sagittal reformat cuts through.
+        confidence: (Z, H, W) winning-class probabilities (the confidence distribution), or None.
+        meshes: The organs' surfaces, recoloured for the 3D view when the colours change.
     """
 
     gray: np.ndarray
@@ -41,13 +43,16 @@ class VolumeView:
     spacing_mm: tuple[float, float, float]
     coronal_row: int
     sagittal_column: int
-    # Reformat PNGs as data URIs by (plane, opacity, organs): they change with the display
+    confidence: np.ndarray | None = None
+    meshes: tuple[Mesh, ...] = ()
+    # Reformat PNGs as data URIs by (plane, opacity, organs, colours): they change with the display
     # settings, not with the slice, so a slice step re-sends them without drawing or encoding.
-    _reformats: dict[tuple[str, float, tuple[str, ...]], str] = field(default_factory=dict, repr=False)
+    _reformats: dict[tuple[str, float, tuple[str, ...], tuple], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def of(cls, gray: np.ndarray, labels: np.ndarray, spacing_mm: tuple[float, float, float]) -> VolumeView:
+    def of(cls, gray: np.ndarray, labels: np.ndarray, spacing_mm: tuple[float, float, float], *,
+           confidence: np.ndarray | None = None, meshes: Sequence[Mesh] = ()) -> VolumeView:
         """A view whose reformats cut through the middle of the organs (of the volume when none)."""
         if gray.shape != labels.shape or gray.ndim != 3:
             raise ValueError(f"slices {gray.shape} and labels {labels.shape} must be equal (Z, H, W)")
@@ -57,19 +62,22 @@ class VolumeView:
             column = int((found[1].min() + found[1].max()) // 2)
         else:
             row, column = gray.shape[1] // 2, gray.shape[2] // 2
-        return cls(gray, labels, tuple(float(s) for s in spacing_mm), row, column)  # type: ignore[arg-type]
+        return cls(gray, labels, tuple(float(s) for s in spacing_mm), row, column,  # type: ignore[arg-type]
+                   confidence, tuple(meshes))
 
     @property
     def slices(self) -> int:
         """Number of axial slices (Z)."""
         return int(self.gray.shape[0])
 
-    def axial(self, index: int, *, opacity: float, visible: Iterable[str] | None) -> np.ndarray:
-        """(H, W, 3) uint8 overlay of slice ``index`` (clamped to the volume)."""
+    def axial(self, index: int, *, opacity: float, visible: Iterable[str] | None,
+              palette: Palette | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 overlay of slice ``index`` (clamped to the volume), in ``palette``'s colours."""
         k = self.clamp(index)
-        return overlay(self.gray[k], self.labels[k], opacity=opacity, visible=visible)
+        return overlay(self.gray[k], self.labels[k], opacity=opacity, visible=visible, palette=palette)
 
-    def reformat(self, plane: str, *, opacity: float, visible: Iterable[str] | None) -> np.ndarray:
+    def reformat(self, plane: str, *, opacity: float, visible: Iterable[str] | None,
+                 palette: Palette | None = None) -> np.ndarray:
         """(rows, columns, 3) uint8 overlay of the coronal or sagittal plane, head at the top.
 
         Resampled (nearest neighbour) to square pixels of the in-plane spacing, so a 3 mm slice
@@ -84,16 +92,17 @@ class VolumeView:
         z = gray.shape[0]
         height = max(1, round(z * self.spacing_mm[0] / across_mm))
         rows = np.minimum((np.arange(height) + 0.5) * z / height, z - 1).astype(np.int64)[::-1]  # head up
-        return overlay(gray[rows], labels[rows], opacity=opacity, visible=visible)
+        return overlay(gray[rows], labels[rows], opacity=opacity, visible=visible, palette=palette)
 
-    def reformat_uri(self, plane: str, *, opacity: float, visible: Iterable[str] | None) -> str:
+    def reformat_uri(self, plane: str, *, opacity: float, visible: Iterable[str] | None,
+                     palette: Palette | None = None) -> str:
         """:meth:`reformat` as a PNG data URI, drawn once per plane and display setting."""
         shown = tuple(sorted(visible)) if visible is not None else tuple(label.name for label in FOREGROUND)
-        key = (plane, round(float(opacity), 3), shown)
+        key = (plane, round(float(opacity), 3), shown, tuple(palette or ()))
         with self._lock:
             cached = self._reformats.get(key)
         if cached is None:
-            cached = png_data_uri(self.reformat(plane, opacity=opacity, visible=shown))
+            cached = png_data_uri(self.reformat(plane, opacity=opacity, visible=shown, palette=palette))
             with self._lock:
                 if len(self._reformats) > 16:  # a person dragging the opacity makes many settings
                     self._reformats.clear()
@@ -162,6 +171,14 @@ def organ_meshes(labels: np.ndarray, affine_lps: np.ndarray, *, max_faces: int =
         lps = (index @ affine_lps.T)[:, :3]
         meshes.append(Mesh(label.name, lps.astype(np.float32), faces.astype(np.uint32), label.color))
     return meshes
+
+
+def recoloured(meshes: Iterable[Mesh], palette: Palette | None) -> list[Mesh]:
+    """``meshes`` in ``palette``'s colours (one RGB per class id; None: as they are)."""
+    if palette is None:
+        return list(meshes)
+    by_name = {label.name: palette[label.id] for label in FOREGROUND}
+    return [replace(mesh, rgb=by_name.get(mesh.name, mesh.rgb)) for mesh in meshes]
 
 
 def glb_bytes(meshes: Iterable[Mesh]) -> bytes:

@@ -37,7 +37,7 @@ from segapp.inference.pipeline import (
 from segapp.io import casefolder, dicom
 from segapp.io.files import atomic_file, atomic_path, write_bytes_atomic, write_text_atomic
 from segapp.io.volume import InvalidVolumeError, ScanVolume
-from segapp.labels import FOREGROUND, LABELS
+from segapp.labels import FOREGROUND, LABELS, organ_palette
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series
 from segapp.ui.callbacks import Callbacks
@@ -51,7 +51,8 @@ from segapp.ui.cards import (
     visible_classes,
     volume_card_html,
 )
-from segapp.ui.views import VolumeView, glb_bytes, organ_meshes
+from segapp.ui.plots import distribution_updates
+from segapp.ui.views import VolumeView, glb_bytes, organ_meshes, recoloured
 from segapp.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -284,8 +285,10 @@ class VolumeCallbacks:
 
     def segment(self, files: str | Sequence[str] | None, series: str | None = None, opacity: float = 0.5,
                 classes: Sequence[str] | None = None, *, progress: Callable[[int, int], None] | None = None,
-                session: str | None = None) -> VolumeOutputs:
-        """Read, segment and write every download of one volume; show its middle slice.
+                session: str | None = None, colors: Sequence[str] | None = None) -> VolumeOutputs:
+        """Read, segment and write every download of one volume; show its middle slice. ``colors``
+        (one per organ; None: the label table's) colour the planes and the meshes; the label
+        files keep the label table's colours.
 
         Raises:
             gradio.Error: With a readable message for every user error or failure.
@@ -294,15 +297,18 @@ class VolumeCallbacks:
         result = self._process(volume, every=True, progress=progress, session=session)
         prediction, written, folder = result.prediction, result.files, result.folder
         table = organ_table_csv(prediction, folder / f"segapp-organs-{stamp()}.csv")
+        meshes = organ_meshes(prediction.labels, volume.affine_lps)
+        palette = organ_palette(colors)
         mesh = folder / f"segapp-organs-{stamp()}.glb"
-        write_bytes_atomic(mesh, glb_bytes(organ_meshes(prediction.labels, volume.affine_lps)))
+        write_bytes_atomic(mesh, glb_bytes(recoloured(meshes, palette)))
         stats = volume_stats(prediction)
         write_text_atomic(folder / "statistics.json", json.dumps(stats, indent=2))
-        view = VolumeView.of(volume.slices_uint8(), prediction.labels, volume.spacing_mm)
+        view = VolumeView.of(volume.slices_uint8(), prediction.labels, volume.spacing_mm,
+                             confidence=prediction.confidence, meshes=meshes)
         middle = _middle_of_organs(prediction, view.slices)
         visible = None if classes is None else visible_classes(classes)
         return VolumeOutputs(
-            views=views_html(view, middle, opacity=opacity, visible=visible),
+            views=views_html(view, middle, opacity=opacity, visible=visible, palette=palette),
             # Gradio's slider needs maximum > minimum: a one-slice volume gets a still slider.
             slider=gr.Slider(minimum=1, maximum=max(2, view.slices), value=middle + 1, step=1,
                              interactive=view.slices > 1),
@@ -322,11 +328,28 @@ class VolumeCallbacks:
         return str(result.files["nifti"]), volume_stats(result.prediction)
 
     def show(self, view: VolumeView | None, slice_number: float, opacity: float,
-             classes: Sequence[str] | None) -> Any:
-        """The planes for slice ``slice_number`` (1-based, as the slider shows it); nothing before a volume."""
+             classes: Sequence[str] | None, *colors: str) -> Any:
+        """The planes for slice ``slice_number`` (1-based, as the slider shows it) in ``colors`` (one
+        per organ); nothing before a volume."""
         if view is None:
             return gr.skip()
-        return views_html(view, int(round(slice_number)) - 1, opacity=opacity, visible=visible_classes(classes))
+        return views_html(view, int(round(slice_number)) - 1, opacity=opacity, visible=visible_classes(classes),
+                          palette=organ_palette(colors or None))
+
+    def recolour(self, view: VolumeView | None, *colors: str) -> Any:
+        """The meshes in ``colors`` as a new .glb (for the 3D view and its download); nothing before a volume."""
+        if view is None or not view.meshes:
+            return gr.skip()
+        mesh = self.callbacks.outputs.new() / f"segapp-organs-{stamp()}.glb"
+        write_bytes_atomic(mesh, glb_bytes(recoloured(view.meshes, organ_palette(colors or None))))
+        return str(mesh)
+
+    def distribution(self, view: VolumeView | None, *colors: str) -> list[Any]:
+        """The confidence distribution's plots (one per organ, over its voxels); empty before a volume."""
+        palette = organ_palette(colors or None)
+        if view is None:
+            return distribution_updates(None, None, palette)
+        return distribution_updates(view.labels, view.confidence, palette)
 
     def clear(self) -> VolumeOutputs:
         """Empty volume results."""

@@ -14,6 +14,7 @@ import gradio as gr
 
 from segapp.ui.cards import empty_views_html, empty_volume_card
 from segapp.ui.controls import overlay_controls
+from segapp.ui.plots import distribution_plots
 from segapp.ui.volume import VolumeCallbacks, VolumeOutputs
 
 STATE_TTL_S = 1800  # as the slice tab's state: dropped after this long without an update
@@ -47,12 +48,14 @@ KEYBOARD_JS = """
 """
 
 
-def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton]) -> list[Any]:
+def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.DownloadButton],
+                     pickers: Sequence[gr.ColorPicker]) -> list[Any]:
     """Lay out and wire the volume tab inside the current Blocks and Tab.
 
     Args:
         volume: The handlers.
         download: The page's download-button maker (label, elem_id), for one look.
+        pickers: The page's organ colours (:func:`segapp.ui.controls.palette_controls`).
 
     Returns:
         The page's two volume runs (the button's and the example's), for the page to chain on.
@@ -60,10 +63,11 @@ def build_volume_tab(volume: VolumeCallbacks, download: Callable[[str, str], gr.
     state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row(equal_height=False, elem_id="vol-row"):
         controls = _input_panel()
-        components, mesh_view = _result_panel(download)
+        components, mesh_view, plots = _result_panel(download)
     api = _api_components()
     components["state"] = state
-    runs = _wire_volume_tab(volume, controls, components, mesh_view)
+    runs = _wire_volume_tab(volume, controls, components, mesh_view, list(pickers))
+    _wire_colours(volume, components, mesh_view, plots, runs, list(pickers))
     _wire_segment_volume_api(volume, api)
     return runs
 
@@ -105,17 +109,23 @@ def _input_panel() -> VolumeControls:
     return VolumeControls(files, folder, series, classes, opacity, cancel, submit, example)
 
 
-def _result_panel(download: Callable[[str, str], gr.DownloadButton]) -> tuple[dict[str, Any], gr.Model3D]:
-    """Right column: the slice slider, the planes, the card, the downloads, the 3D view, the JSON.
+def _result_panel(download: Callable[[str, str], gr.DownloadButton]
+                  ) -> tuple[dict[str, Any], gr.Model3D, list[gr.BarPlot]]:
+    """Right column: the slice slider, the planes, the card, the confidence distribution, the
+    downloads, the 3D view, the JSON.
 
     Returns:
-        The components by the :class:`VolumeOutputs` field each shows (all but ``state``), and the 3D view.
+        The components by the :class:`VolumeOutputs` field each shows (all but ``state``), the 3D
+        view, and the confidence distribution's plots.
     """
     with gr.Column(scale=7, min_width=360, elem_id="vol-right"):
         slider = gr.Slider(1, 2, value=1, step=1, interactive=False, elem_id="vol-slice",
                            label="Slice (arrow keys, Page Up / Page Down)")
         views = gr.HTML(empty_views_html(), elem_id="vol-views")
         card = gr.HTML(empty_volume_card(), elem_id="vol-card")
+        with gr.Accordion("Confidence distribution (the model's confidence over each organ's voxels)",
+                          open=True, elem_id="vol-confidence"):
+            plots = distribution_plots("vol-")
         with gr.Row(elem_id="vol-downloads"):
             buttons = {
                 "nifti": download("NIfTI labels", "vol-download-nifti"),
@@ -129,7 +139,7 @@ def _result_panel(download: Callable[[str, str], gr.DownloadButton]) -> tuple[di
                                    height=360, elem_id="vol-mesh")
         with gr.Accordion("Statistics as JSON", open=False):
             stats = gr.JSON(label="Statistics", show_label=False)
-    return {"views": views, "slider": slider, "card": card, "stats": stats, **buttons}, mesh_view
+    return {"views": views, "slider": slider, "card": card, "stats": stats, **buttons}, mesh_view, plots
 
 
 def _api_components() -> dict[str, Any]:
@@ -144,7 +154,7 @@ def _api_components() -> dict[str, Any]:
 
 
 def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, components: dict[str, Any],
-                     mesh_view: gr.Model3D) -> list[Any]:
+                     mesh_view: gr.Model3D, pickers: list[gr.ColorPicker]) -> list[Any]:
     """The volume tab's events; returns the two volume runs (the button's and the example's)."""
     files, folder, series, opacity, classes = (controls.files, controls.folder, controls.series,
                                                controls.opacity, controls.classes)
@@ -164,14 +174,17 @@ def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, componen
         return volume.inspect(chosen(upload, upload_folder))
 
     def run(upload: Sequence[str] | None, upload_folder: Sequence[str] | None, series_uid: str | None,
-            opacity_value: float, shown_classes: list[str], request: gr.Request,
-            progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008 - Gradio's marker
+            opacity_value: float, shown_classes: list[str], stomach: str, small_bowel: str, large_bowel: str,
+            request: gr.Request, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008 - Gradio's marker
+        # One parameter per organ colour (FOREGROUND order): Gradio hands over the request by the
+        # parameter's annotation, which cannot follow a *colors parameter.
+        colors = [stomach, small_bowel, large_bowel]
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Segmenting", unit="slices")
 
         progress((0, 1), desc="Reading the upload")
         return shown(volume.segment(chosen(upload, upload_folder), series_uid, opacity_value, shown_classes,
-                                    progress=report, session=request.session_hash))
+                                    progress=report, session=request.session_hash, colors=colors))
 
     def stop(request: gr.Request) -> None:
         volume.cancel(request.session_hash)
@@ -181,17 +194,33 @@ def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, componen
         source.upload(inspect, inputs=[files, folder], outputs=[series, components["card"]], api_visibility="private")
     files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
                 api_visibility="private", show_progress="hidden")
-    running = controls.submit.click(run, inputs=[files, folder, series, opacity, classes], outputs=results, **runs)
+    drawing = [opacity, classes, *pickers]
+    running = controls.submit.click(run, inputs=[files, folder, series, *drawing], outputs=results, **runs)
     controls.cancel.click(stop, api_visibility="private", show_progress="hidden", cancels=[running])
     from_example = controls.example.click(
         lambda _: [volume.example()], inputs=[controls.example], outputs=[files], api_visibility="private",
         show_progress="hidden",
-    ).then(run, inputs=[files, folder, series, opacity, classes], outputs=results, **runs)
-    for control in (components["slider"], opacity, classes):
-        control.change(volume.show, inputs=[components["state"], components["slider"], opacity, classes],
-                       outputs=[components["views"]], api_visibility="private", show_progress="hidden",
-                       trigger_mode="always_last", concurrency_id="browse", concurrency_limit=BROWSE_CONCURRENCY)
+    ).then(run, inputs=[files, folder, series, *drawing], outputs=results, **runs)
+    gr.on([control.change for control in (components["slider"], opacity, classes, *pickers)], volume.show,
+          inputs=[components["state"], components["slider"], *drawing], outputs=[components["views"]],
+          api_visibility="private", show_progress="hidden", trigger_mode="always_last", concurrency_id="browse",
+          concurrency_limit=BROWSE_CONCURRENCY)
     return [running, from_example]
+
+
+def _wire_colours(volume: VolumeCallbacks, components: dict[str, Any], mesh_view: gr.Model3D,
+                  plots: list[gr.BarPlot], runs: list[Any], pickers: list[gr.ColorPicker]) -> None:
+    """The confidence distribution after each volume run, and the meshes and the distribution
+    redrawn in new colours (the planes follow through :meth:`VolumeCallbacks.show`)."""
+    hidden: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+    inputs = [components["state"], *pickers]
+    for run in runs:
+        run.then(volume.distribution, inputs=inputs, outputs=plots, **hidden)
+    if pickers:
+        gr.on([p.change for p in pickers], volume.distribution, inputs=inputs, outputs=plots,
+              trigger_mode="always_last", **hidden)
+        gr.on([p.change for p in pickers], volume.recolour, inputs=inputs, outputs=[mesh_view, components["mesh"]],
+              trigger_mode="always_last", **hidden)
 
 
 def _wire_segment_volume_api(volume: VolumeCallbacks, api: dict[str, Any]) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segapp.inference.render import color_mask, confidence_map, overlay
-from segapp.labels import LABELS
+from segapp.inference.render import (
+    CONFIDENCE_EDGES,
+    color_mask,
+    confidence_histogram,
+    confidence_map,
+    overlay,
+)
+from segapp.labels import LABELS, organ_palette
 
 
 def _mask() -> np.ndarray:
@@ -68,3 +74,29 @@ def test_confidence_map_table_matches_the_exact_ramp_within_one_level() -> None:
     assert np.abs(confidence_map(conf).astype(int) - exact).max() <= 1
     assert confidence_map(conf).dtype == np.uint8 and confidence_map(conf).shape == (64, 64, 3)
 
+
+
+def test_a_palette_colours_the_overlay_and_the_mask_and_none_keeps_the_table() -> None:
+    gray = np.full((4, 4), 100, dtype=np.uint8)
+    mask = np.zeros((4, 4), dtype=np.uint8)
+    mask[1:3, 1:3] = 1
+    palette = organ_palette(["#ff0000", "#00ff00", "#0000ff"])
+    assert tuple(color_mask(mask, palette=palette)[1, 1]) == (255, 0, 0)
+    assert tuple(overlay(gray, mask, opacity=1.0, palette=palette)[1, 1]) == (255, 0, 0)
+    assert (overlay(gray, mask) == overlay(gray, mask, palette=organ_palette(None))).all()
+    with pytest.raises(ValueError):
+        overlay(gray, mask, palette=[(1, 2, 3)])
+
+
+def test_confidence_histogram_counts_each_organs_pixels_by_bin() -> None:
+    labels = np.array([[0, 1, 1], [2, 2, 2]], dtype=np.uint8)
+    confidence = np.array([[0.9, 0.26, 0.99], [1.0, 0.6, 0.61]], dtype=np.float32)
+    counts = confidence_histogram(labels, confidence)
+    assert set(counts) == {"stomach", "small_bowel", "large_bowel"}
+    assert counts["stomach"].sum() == 2 and counts["stomach"][0] == 1 and counts["stomach"][-1] == 1
+    assert counts["small_bowel"].sum() == 3 and counts["small_bowel"][-1] == 1  # 1.0 lands in the last bin
+    assert counts["large_bowel"].sum() == 0
+    assert len(counts["stomach"]) == len(CONFIDENCE_EDGES) - 1
+    volume = confidence_histogram(np.stack([labels, labels]), np.stack([confidence, confidence]).astype(np.float16))
+    assert volume["small_bowel"].sum() == 6
+    assert confidence_histogram(labels, None)["stomach"].sum() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_segment_endpoint_returns_the_mask_and_statistics(served, tiny_segmenter
     url, path = served
     client = gradio_client.Client(url, verbose=False)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert sorted(endpoints) == ["/segment", "/segment_volume"]  # the page's helper events stay private
+    assert sorted(endpoints) == ["/segment", "/segment_batch", "/segment_volume"]  # helper events stay private
 
     mask_png, stats = client.predict(gradio_client.handle_file(str(path)), api_name="/segment")
     expected = tiny_segmenter.predict(path)
@@ -97,3 +98,16 @@ def test_direct_calls_cannot_skip_the_queue(served) -> None:
         for route in ("/gradio_api/run/segment", "/gradio_api/api/segment"):
             answer = http.post(route, json=data)
             assert answer.status_code == 404 and "join the queue" in answer.text
+
+
+def test_segment_batch_endpoint_returns_the_zip_and_the_table(served, tiny_segmenter) -> None:
+    url, path = served
+    client = gradio_client.Client(url, verbose=False)
+    archive, table = client.predict([gradio_client.handle_file(str(path))] * 2, api_name="/segment_batch")
+    with zipfile.ZipFile(archive) as zipped:
+        names = set(zipped.namelist())
+        with zipped.open(f"masks/{path.name}") as mask:
+            assert np.array_equal(np.array(Image.open(mask)), tiny_segmenter.predict(path).mask)
+    # The second copy of the competition-named slice gets a neutral name.
+    assert {"stats.csv", "overlays/slice-002.png", f"overlays/{path.name}"} <= names
+    assert Path(table).read_text().count("\n") == 3
