@@ -52,7 +52,10 @@ class Block:
     def kind(self) -> str:
         """What the block shows, which decides how it is run."""
         if "gradio_client" in self.code:
-            return "gradio_client_volume" if "/segment_volume" in self.code else "gradio_client"
+            for api in ("volume", "batch"):
+                if f"/segment_{api}" in self.code:
+                    return f"gradio_client_{api}"
+            return "gradio_client"
         if "segment_series" in self.code:
             return "segment_series"
         return self.code.splitlines()[0].split()[-1]
@@ -150,7 +153,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_every_block_is_one_this_file_runs() -> None:
     # A renamed fence, a dropped block or a new kind of block would otherwise pass unnoticed.
-    runs = {"gradio_client", "gradio_client_volume", "Segmenter", "read_volume"}
+    runs = {"gradio_client", "gradio_client_volume", "gradio_client_batch", "Segmenter", "read_volume"}
     assert {b.kind for b in PYTHON_BLOCKS} == runs, [b.id for b in PYTHON_BLOCKS]
     assert [b.id for b in PY_BLOCKS] == ["docs/pacs.md#1-segment_series"]  # tests/test_dicomweb.py runs it
     # The newcomer's example stays on the first page.
@@ -221,6 +224,19 @@ def test_gradio_client_volume_block_runs_against_python_app_py(block: Block, tmp
     _run_block(block, {}, url=app_url)
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert float(printed.split()[0]) >= 0  # the stomach's volume in mL, then the spacing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", _of_kind("gradio_client_batch"))
+def test_gradio_client_batch_block_runs_against_python_app_py(block: Block, slices_cwd: Path, app_url: str,
+                                                              capsys) -> None:
+    assert README_URL in block.code
+    namespace = _run_block(block, {}, url=app_url)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert int(printed) == len(namespace["slices"])  # one CSV row per slice sent
+    with zipfile.ZipFile(str(namespace["archive"])) as archive:
+        names = archive.namelist()
+    assert "stats.csv" in names and sum(name.startswith("masks/") for name in names) == len(namespace["slices"])
 
 
 @pytest.mark.parametrize("module", MODULES)
