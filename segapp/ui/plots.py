@@ -18,8 +18,8 @@ COLUMNS = ("confidence", "share", "organ")
 
 def distribution_tables(labels: np.ndarray | None, confidence: np.ndarray | None) -> list[pd.DataFrame]:
     """Per organ (``FOREGROUND`` order), its histogram as a table: ``confidence`` (the bin's lower
-    edge as text, ``0.95`` for 0.95..1.00), ``share`` (% of the organ's pixels in the bin),
-    ``organ`` (display name). An absent organ, or no prediction, has an empty table."""
+    edge, 0.95 for 0.95..1.00), ``share`` (% of the organ's pixels in the bin), ``organ`` (display
+    name). An absent organ, or no prediction, has an empty table."""
     if labels is None:
         return [pd.DataFrame(columns=list(COLUMNS)) for _ in FOREGROUND]
     counts = confidence_histogram(labels, confidence)
@@ -30,7 +30,7 @@ def distribution_tables(labels: np.ndarray | None, confidence: np.ndarray | None
             tables.append(pd.DataFrame(columns=list(COLUMNS)))
             continue
         tables.append(pd.DataFrame({
-            "confidence": [f"{edge:.2f}" for edge in CONFIDENCE_EDGES[:-1]],
+            "confidence": np.round(CONFIDENCE_EDGES[:-1], 2),
             "share": np.round(100.0 * counts[label.name] / total, 2),
             "organ": label.display,
         }))
@@ -53,9 +53,12 @@ def distribution_plots(prefix: str = "") -> list[gr.BarPlot]:
         for label in FOREGROUND:
             plots.append(gr.BarPlot(
                 pd.DataFrame(columns=list(COLUMNS)), x="confidence", y="share", color="organ",
-                color_map={label.display: label.hex}, title=label.display, x_title="confidence",
-                y_title="% of the organ", y_lim=[0, 100], height=190, min_width=150, sort="x",
-                x_label_angle=-60, show_label=False, elem_id=f"{prefix}confidence-{label.name.replace('_', '-')}",
+                # A numeric x binned at the histogram's own step: bars over a confidence axis
+                # with a few round ticks, not one crowded label per bin. No legend: the title names the organ.
+                color_map={label.display: label.hex}, colors_in_legend=[], title=label.display,
+                x_title="confidence", x_bin=float(CONFIDENCE_EDGES[1] - CONFIDENCE_EDGES[0]), y_aggregate="sum",
+                x_lim=[float(CONFIDENCE_EDGES[0]), float(CONFIDENCE_EDGES[-1])],
+                y_title="% of the organ", y_lim=[0, 100], height=190, min_width=150, show_label=False, elem_id=f"{prefix}confidence-{label.name.replace('_', '-')}",
                 elem_classes=["confidence-plot"],
             ))
     return plots

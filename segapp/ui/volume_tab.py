@@ -155,7 +155,8 @@ def _api_components() -> dict[str, Any]:
 
 def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, components: dict[str, Any],
                      mesh_view: gr.Model3D, pickers: list[gr.ColorPicker]) -> list[Any]:
-    """The volume tab's events; returns the two volume runs (the button's and the example's)."""
+    """The volume tab's events; returns the events that change the shown volume (the button's run, the
+    example's run, clearing the upload), each of which the confidence distribution follows."""
     files, folder, series, opacity, classes = (controls.files, controls.folder, controls.series,
                                                controls.opacity, controls.classes)
     # The mesh file goes to both its download button and the 3D view.
@@ -192,7 +193,7 @@ def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, componen
     runs: dict[str, Any] = {"api_visibility": "private", "concurrency_id": "volume", "concurrency_limit": 1}
     for source in (files, folder):
         source.upload(inspect, inputs=[files, folder], outputs=[series, components["card"]], api_visibility="private")
-    files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
+    cleared = files.clear(lambda: shown(volume.clear()) + [gr.Dropdown(visible=False)], outputs=[*results, series],
                 api_visibility="private", show_progress="hidden")
     drawing = [opacity, classes, *pickers]
     running = controls.submit.click(run, inputs=[files, folder, series, *drawing], outputs=results, **runs)
@@ -205,7 +206,7 @@ def _wire_volume_tab(volume: VolumeCallbacks, controls: VolumeControls, componen
           inputs=[components["state"], components["slider"], *drawing], outputs=[components["views"]],
           api_visibility="private", show_progress="hidden", trigger_mode="always_last", concurrency_id="browse",
           concurrency_limit=BROWSE_CONCURRENCY)
-    return [running, from_example]
+    return [running, from_example, cleared]  # each is followed by the distribution's redraw
 
 
 def _wire_colours(volume: VolumeCallbacks, components: dict[str, Any], mesh_view: gr.Model3D,

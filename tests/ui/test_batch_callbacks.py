@@ -151,7 +151,7 @@ def test_the_confidence_distribution_has_one_plot_per_organ(callbacks, slices) -
         pixels = int((out.state.mask == label.id).sum())
         if pixels:  # shares of the organ's pixels, per 0.05 of confidence from 0.25
             assert table["share"].sum() == pytest.approx(100, abs=0.1)
-            assert table["confidence"].iloc[0] == "0.25" and set(table["organ"]) == {label.display}
+            assert table["confidence"].iloc[0] == 0.25 and set(table["organ"]) == {label.display}
         else:
             assert table.empty
     plots = callbacks.distribution(out.state, [RED, GREEN, BLUE])
