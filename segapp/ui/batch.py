@@ -155,7 +155,11 @@ class BatchCallbacks:
 
     def run(self, files: str | Sequence[str] | None, colors: Sequence[str] | None = None
             ) -> tuple[Path, list[InputFile], PredictSummary]:
-        """Stage, segment and write the batch: ``(its folder, the slices, the run's summary)``."""
+        """Stage, segment and write the batch: ``(its folder, the slices, the run's summary)``.
+
+        Raises:
+            gradio.Error: A user error (see :meth:`stage`), a failed model, or no slice segmented.
+        """
         # Imported here: the batch path imports torch, which the page's start does without.
         from segapp.inference.batch import Reporter, predict_slices
         from segapp.inference.tables import PredictSummary, Tables
@@ -179,7 +183,10 @@ class BatchCallbacks:
             log.error("batch segmentation failed: %s", type(exc).__name__)
             raise user_error(f"Segmentation failed unexpectedly ({type(exc).__name__}). The server is still "
                              "running: try again.") from None
-        tables.write(out, FORMATS, summary)
+        tables.write(out, FORMATS, summary)  # counts summary.predicted
+        if not summary.predicted:
+            names = {os.fspath(entry.path): entry.relative for entry in entries}
+            raise user_error("No slice of the batch could be segmented: " + _failures(summary, names, html_=False))
         summary.seconds = time.monotonic() - start
         log.info("segmented a batch of %d slices (%d skipped)", summary.predicted, len(summary.failed))
         return out, entries, summary
@@ -193,8 +200,6 @@ class BatchCallbacks:
         out, entries, summary = self.run(files, colors)
         names = {os.fspath(entry.path): entry.relative for entry in entries}
         done = [entry for entry in entries if entry.output(out / "overlays").is_file()]
-        if not done:
-            raise user_error("No slice of the batch could be segmented: " + _failures(summary, names, html_=False))
         archive = zip_results(out, out.parent / f"segapp-batch-{stamp()}.zip")
         stats = out / "stats.csv"
         return BatchOutputs(
@@ -211,10 +216,7 @@ class BatchCallbacks:
 
     def segment_api(self, files: str | Sequence[str] | None) -> tuple[str, str]:
         """The ``/segment_batch`` API: the zip of masks and overlays, and ``stats.csv``."""
-        out, entries, summary = self.run(files)
-        if not summary.predicted:
-            names = {os.fspath(entry.path): entry.relative for entry in entries}
-            raise user_error("No slice of the batch could be segmented: " + _failures(summary, names, html_=False))
+        out, _, _ = self.run(files)
         return str(zip_results(out, out.parent / f"segapp-batch-{stamp()}.zip")), str(out / "stats.csv")
 
     def open(self, state: BatchState | None, index: int, opacity: float, classes: Sequence[str] | None,
