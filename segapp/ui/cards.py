@@ -278,6 +278,18 @@ def empty_volume_card() -> str:
     )
 
 
+def several_series_card(count: int) -> str:
+    """The volume card after an upload holding ``count`` series: choose one."""
+    return ('<div class="stats-card stats-empty"><div class="stats-title">Several series</div>'
+            f"<p>The upload holds {count} series: choose one above, then press <b>Segment volume</b>.</p></div>")
+
+
+def ready_volume_card() -> str:
+    """The volume card after an upload holding one volume."""
+    return ('<div class="stats-card stats-empty"><div class="stats-title">Ready</div>'
+            "<p>Press <b>Segment volume</b>.</p></div>")
+
+
 def model_text(segmenter: Segmenter) -> str:
     """The weights a volume was segmented with, for its card: name (no server path), 2D or 2.5D
     with the channels' slice offsets."""

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -37,7 +37,7 @@ from segapp.inference.pipeline import (
 from segapp.io import casefolder, dicom
 from segapp.io.files import atomic_file, atomic_path, write_bytes_atomic, write_text_atomic
 from segapp.io.volume import InvalidVolumeError, ScanVolume
-from segapp.labels import FOREGROUND, LABELS, organ_palette
+from segapp.labels import FOREGROUND, LABELS, Palette, organ_palette
 from segapp.synthetic.volume import phantom_volume
 from segapp.synthetic.volume_files import write_dicom_series
 from segapp.ui.callbacks import Callbacks
@@ -45,6 +45,8 @@ from segapp.ui.cards import (
     empty_views_html,
     empty_volume_card,
     model_text,
+    ready_volume_card,
+    several_series_card,
     stamp,
     user_error,
     views_html,
@@ -52,7 +54,7 @@ from segapp.ui.cards import (
     volume_card_html,
 )
 from segapp.ui.plots import distribution_updates
-from segapp.ui.views import VolumeView, glb_bytes, organ_meshes, recoloured
+from segapp.ui.views import Mesh, VolumeView, glb_bytes, organ_meshes, recoloured
 from segapp.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,13 +224,8 @@ class VolumeCallbacks:
             return gr.Dropdown(choices=[], value=None, visible=False), empty_volume_card()
         choices = self.series_choices(files)
         if choices:
-            card = ('<div class="stats-card stats-empty"><div class="stats-title">Several series</div>'
-                    f"<p>The upload holds {len(choices)} series: choose one above, then press "
-                    "<b>Segment volume</b>.</p></div>")
-            return gr.Dropdown(choices=choices, value=choices[0][1], visible=True), card
-        ready = ('<div class="stats-card stats-empty"><div class="stats-title">Ready</div>'
-                 "<p>Press <b>Segment volume</b>.</p></div>")
-        return gr.Dropdown(choices=[], value=None, visible=False), ready
+            return gr.Dropdown(choices=choices, value=choices[0][1], visible=True), several_series_card(len(choices))
+        return gr.Dropdown(choices=[], value=None, visible=False), ready_volume_card()
 
     def read(self, files: str | Sequence[str] | None, series: str | None = None) -> ScanVolume:
         """Read the upload as one volume (:func:`segapp.inference.pipeline.read_source`).
@@ -299,8 +296,7 @@ class VolumeCallbacks:
         table = organ_table_csv(prediction, folder / f"segapp-organs-{stamp()}.csv")
         meshes = organ_meshes(prediction.labels, volume.affine_lps)
         palette = organ_palette(colors)
-        mesh = folder / f"segapp-organs-{stamp()}.glb"
-        write_bytes_atomic(mesh, glb_bytes(recoloured(meshes, palette)))
+        mesh = _write_meshes(folder, meshes, palette)
         stats = volume_stats(prediction)
         write_text_atomic(folder / "statistics.json", json.dumps(stats, indent=2))
         view = VolumeView.of(volume.slices_uint8(), prediction.labels, volume.spacing_mm,
@@ -340,9 +336,7 @@ class VolumeCallbacks:
         """The meshes in ``colors`` as a new .glb (for the 3D view and its download); nothing before a volume."""
         if view is None or not view.meshes:
             return gr.skip()
-        mesh = self.callbacks.outputs.new() / f"segapp-organs-{stamp()}.glb"
-        write_bytes_atomic(mesh, glb_bytes(recoloured(view.meshes, organ_palette(colors or None))))
-        return str(mesh)
+        return str(_write_meshes(self.callbacks.outputs.new(), view.meshes, organ_palette(colors or None)))
 
     def distribution(self, view: VolumeView | None, *colors: str) -> list[Any]:
         """The confidence distribution's plots (one per organ, over its voxels); empty before a volume."""
@@ -394,3 +388,10 @@ def _middle_of_organs(prediction: VolumePrediction, slices: int) -> int:
     if not spans:
         return slices // 2
     return (min(s[0] for s in spans) + max(s[1] for s in spans)) // 2
+
+
+def _write_meshes(folder: Path, meshes: Iterable[Mesh], palette: Palette | None) -> Path:
+    """The organ meshes in ``palette``'s colours as a new ``.glb`` in ``folder`` (written atomically)."""
+    path = folder / f"segapp-organs-{stamp()}.glb"
+    write_bytes_atomic(path, glb_bytes(recoloured(meshes, palette)))
+    return path
